@@ -1,0 +1,102 @@
+r"""Seconds per epoch of Nielsen's MNIST network: this codebase vs numpy.
+
+  python -m benchmarks.mnist_epoch --manual_dir=../shared/data/mnist
+
+Times whole epochs of configs/mnist_nielsen.py (50,000 images, mini-batch 10,
+5,000 SGD steps) through the training loop's own compiled chunk function, host
+batching included, after compiling ahead of time (reported apart). The baseline
+is Nielsen's per-example numpy algorithm (benchmarks/numpy_network.py) timed in
+the same run. Prints a table, then one JSON line.
+"""
+import json
+import statistics
+import time
+
+import jax
+import numpy as np
+from absl import app
+from absl import flags
+
+from research import losses
+from research import mesh as mesh_lib
+from research import models
+from research import optim
+from research import train
+from research.data import pipeline
+from benchmarks import numpy_network
+from configs import mnist_nielsen
+
+_MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'Original MNIST files.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir.')
+_EPOCHS = flags.DEFINE_integer('epochs', 5, 'Timed JAX epochs.')
+_NUMPY_EPOCHS = flags.DEFINE_integer('numpy_epochs', 1, 'Timed numpy epochs.')
+
+
+def jax_epochs(config, arrays, num_epochs):
+  mesh = mesh_lib.make_mesh()
+  sharding = mesh_lib.stacked_batches(mesh)
+  data = pipeline.TrainBatches(arrays, config.batch_size, config.seed)
+  model = models.build(config.model)
+  tx, _ = optim.create(config.optimizer, data.steps_per_epoch,
+                       data.steps_per_epoch * num_epochs)
+  state = jax.jit(lambda k: train.create_train_state(
+      model, tx, k, arrays['image'][:1]), out_shardings=mesh_lib.replicated(mesh))(
+          jax.random.key(0))
+  chunk = config.steps_per_call
+  key = jax.random.key(1)
+  first = mesh_lib.to_global(data.chunk(0, chunk), sharding)
+  start = time.perf_counter()
+  step_fn = train.make_train_chunk(model, losses.get(config.loss)).lower(
+      state, first, key).compile()
+  compile_s = time.perf_counter() - start
+  epoch_s = []
+  step = 0
+  for _ in range(num_epochs):
+    start = time.perf_counter()
+    host = data.chunk(step, chunk)
+    for _ in range(data.steps_per_epoch // chunk):
+      state, step_losses = step_fn(state, mesh_lib.to_global(host, sharding), key)
+      step += chunk
+      host = data.chunk(step, chunk)  # overlaps the device's work
+    jax.block_until_ready(step_losses)
+    epoch_s.append(time.perf_counter() - start)
+  return compile_s, epoch_s
+
+
+def numpy_epochs(arrays, num_epochs, config):
+  rng = np.random.default_rng(0)
+  net = numpy_network.NumpyNetwork([784, *config.model.hidden, 10], rng)
+  examples = numpy_network.examples(arrays['image'], arrays['label'])
+  times = []
+  for _ in range(num_epochs):
+    start = time.perf_counter()
+    net.train_epoch(examples, config.batch_size, config.optimizer.learning_rate,
+                    rng)
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def main(_):
+  config = mnist_nielsen.get_config()
+  config.data.manual_dir = _MANUAL_DIR.value
+  config.data.data_dir = _DATA_DIR.value
+  assert config.steps_per_call and 5000 % config.steps_per_call == 0
+  arrays = pipeline.load(config.data)['train']
+  compile_s, jax_s = jax_epochs(config, arrays, _EPOCHS.value)
+  numpy_s = numpy_epochs(arrays, _NUMPY_EPOCHS.value, config)
+  jax_median, numpy_median = statistics.median(jax_s), statistics.median(numpy_s)
+  print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()}')
+  print(f'compile (once):           {compile_s:8.3f} s')
+  print(f'JAX epoch (median of {len(jax_s)}): {jax_median:8.3f} s   '
+        f'(all: {", ".join(f"{t:.3f}" for t in jax_s)})')
+  print(f'numpy epoch (median of {len(numpy_s)}): {numpy_median:6.3f} s')
+  print(f'speed-up:                 {numpy_median / jax_median:8.1f}x '
+        f'(target >= 20x)')
+  print(json.dumps({'jax_epoch_s': jax_median, 'jax_epoch_s_all': jax_s,
+                    'compile_s': compile_s, 'numpy_epoch_s': numpy_median,
+                    'speedup': numpy_median / jax_median,
+                    'examples_per_epoch': len(arrays['label'])}))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,64 @@
+"""The baseline the MNIST speed target is measured against: Nielsen's ch.1
+algorithm as his network.py runs it, in plain numpy.
+
+Same computation, written here: float64 column vectors, the examples of each
+mini-batch back-propagated one at a time in Python, gradients summed, then
+w <- w - eta/m * sum. It is timed on the same machine in the same run as the
+JAX epoch (benchmarks/mnist_epoch.py); Nielsen's own file is not vendored.
+"""
+import numpy as np
+
+
+def _sigmoid(z):
+  return 1.0 / (1.0 + np.exp(-z))
+
+
+class NumpyNetwork:
+
+  def __init__(self, sizes, rng: np.random.Generator):
+    self.weights = [rng.standard_normal((n_out, n_in))
+                    for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    self.biases = [rng.standard_normal((n_out, 1)) for n_out in sizes[1:]]
+
+  def gradients(self, x, y):
+    """Backpropagation for one example: (dC/db, dC/dw) per layer."""
+    activations, zs = [x], []
+    for w, b in zip(self.weights, self.biases):
+      zs.append(w @ activations[-1] + b)
+      activations.append(_sigmoid(zs[-1]))
+    grad_b, grad_w = [None] * len(zs), [None] * len(zs)
+    sig = _sigmoid(zs[-1])
+    delta = (activations[-1] - y) * sig * (1 - sig)
+    for layer in range(len(zs) - 1, -1, -1):
+      grad_b[layer] = delta
+      grad_w[layer] = delta @ activations[layer].T
+      if layer:
+        sig = _sigmoid(zs[layer - 1])
+        delta = (self.weights[layer].T @ delta) * sig * (1 - sig)
+    return grad_b, grad_w
+
+  def train_epoch(self, examples, batch_size, eta, rng):
+    order = rng.permutation(len(examples))
+    for start in range(0, len(examples), batch_size):
+      batch = [examples[i] for i in order[start:start + batch_size]]
+      sum_b = [np.zeros_like(b) for b in self.biases]
+      sum_w = [np.zeros_like(w) for w in self.weights]
+      for x, y in batch:
+        grad_b, grad_w = self.gradients(x, y)
+        sum_b = [s + g for s, g in zip(sum_b, grad_b)]
+        sum_w = [s + g for s, g in zip(sum_w, grad_w)]
+      self.weights = [w - eta / len(batch) * g for w, g in zip(self.weights, sum_w)]
+      self.biases = [b - eta / len(batch) * g for b, g in zip(self.biases, sum_b)]
+
+  def accuracy(self, images, labels):
+    a = images.T
+    for w, b in zip(self.weights, self.biases):
+      a = _sigmoid(w @ a + b)
+    return float(np.mean(np.argmax(a, axis=0) == labels))
+
+
+def examples(images: np.ndarray, labels: np.ndarray):
+  """network.py's data format: (784x1 float column, 10x1 one-hot) tuples."""
+  flat = images.reshape(len(images), -1, 1).astype(np.float64) / 255.0
+  eye = np.eye(10)[:, :, None]
+  return [(x, eye[y]) for x, y in zip(flat, labels)]

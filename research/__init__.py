@@ -1,0 +1,1 @@
+"""How computers learned to see, in running JAX code."""

@@ -1,0 +1,50 @@
+"""Orbax checkpoints of the train state and the loop's own small state.
+
+Saves are atomic (Orbax commits by rename), so a run killed mid-save leaves a
+temporary directory that restore ignores and the previous checkpoint is used.
+"""
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+
+class Checkpointer:
+  """Every host calls save/restore; Orbax coordinates who writes what."""
+
+  def __init__(self, directory, keep: int):
+    self.manager = ocp.CheckpointManager(
+        directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep,
+                                                        create=True))
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, loop: dict):
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), loop=ocp.args.JsonSave(loop)),
+                      force=True)
+
+  def restore(self, step: int, like_state):
+    """Returns (state, loop) with state placed like `like_state`'s arrays."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), loop=ocp.args.JsonRestore()))
+    return restored.state, restored.loop
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def load_latest(workdir) -> tuple[dict, int]:
+  """The newest checkpoint's train state as nested dicts of arrays, and its
+  step, for code that reads a finished run (tests, visualization)."""
+  path = epath.Path(workdir) / 'checkpoints'
+  with ocp.CheckpointManager(path) as manager:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'No checkpoint in {path}: train a run with '
+                              f'--workdir={workdir} first.')
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))
+  return restored.state, step

@@ -1,0 +1,76 @@
+"""Splits held in host memory, served as per-host numpy batches.
+
+Small datasets (MNIST, the stoplight) fit in memory. Each epoch is a permutation
+drawn from (seed, epoch), so the data order depends only on the step: a resumed
+run sees exactly the batches an uninterrupted one would. Batches are gathered
+with numpy on the host (XLA's CPU gather is slower than the training step itself)
+and a chunk of K steps goes to the device as one (K, batch, ...) array.
+"""
+import numpy as np
+
+from research.data import stoplight
+from research.data import tfds_source
+
+IN_MEMORY = {'stoplight': stoplight.load}
+
+
+def load(data_config) -> dict:
+  """{'train': arrays, <eval split key>: arrays, ...}, arrays = {'image','label'}."""
+  specs = {'train': data_config.train_split, **data_config.eval_splits}
+  if data_config.name in IN_MEMORY:
+    arrays = IN_MEMORY[data_config.name]()
+    return {key: arrays for key in specs}
+  return tfds_source.load_splits(data_config, specs)
+
+
+class TrainBatches:
+  """Shuffled fixed-size batches; this host's rows of each global batch."""
+
+  def __init__(self, arrays: dict, batch_size: int, seed: int,
+               process_index: int = 0, process_count: int = 1):
+    self.arrays = arrays
+    self.num_examples = len(arrays['label'])
+    self.batch_size = batch_size
+    self.steps_per_epoch = self.num_examples // batch_size
+    if self.steps_per_epoch == 0:
+      raise ValueError(f'config.batch_size={batch_size} exceeds the '
+                       f'{self.num_examples} training examples.')
+    self.seed = seed
+    local = batch_size // process_count
+    self.rows = slice(process_index * local, (process_index + 1) * local)
+    self._perm = (None, None)
+
+  def permutation(self, epoch: int) -> np.ndarray:
+    if self._perm[0] != epoch:
+      rng = np.random.default_rng([self.seed, epoch])
+      self._perm = (epoch, rng.permutation(self.num_examples))
+    return self._perm[1]
+
+  def indices(self, first_step: int, num_steps: int) -> np.ndarray:
+    """(num_steps, batch_size) example indices of steps first_step, ...; the
+    remainder of an epoch that does not fill a batch is dropped."""
+    out = np.empty((num_steps, self.batch_size), np.int64)
+    for i, step in enumerate(range(first_step, first_step + num_steps)):
+      epoch, pos = divmod(step, self.steps_per_epoch)
+      out[i] = self.permutation(epoch)[pos * self.batch_size:
+                                       (pos + 1) * self.batch_size]
+    return out
+
+  def chunk(self, first_step: int, num_steps: int) -> dict:
+    idx = self.indices(first_step, num_steps)[:, self.rows]
+    return {k: np.take(v, idx, axis=0) for k, v in self.arrays.items()}
+
+
+def eval_batches(arrays: dict, batch_size: int, process_index: int = 0,
+                 process_count: int = 1) -> dict:
+  """The whole split as (num_batches, batch, ...) padded with masked rows."""
+  n = len(arrays['label'])
+  num_batches = -(-n // batch_size)
+  pad = num_batches * batch_size - n
+  out = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
+         for k, v in arrays.items()}
+  out['mask'] = np.arange(n + pad) < n
+  local = batch_size // process_count
+  rows = slice(process_index * local, (process_index + 1) * local)
+  return {k: v.reshape((num_batches, batch_size) + v.shape[1:])[:, rows]
+          for k, v in out.items()}

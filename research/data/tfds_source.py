@@ -1,0 +1,114 @@
+"""Whole TFDS splits as numpy arrays, prepared offline from original files.
+
+Preparing needs the dataset's original download files. With
+`config.data.manual_dir` TFDS takes them from that folder (matching names,
+sizes and sha256). Without it TFDS downloads, and offline its HTTP retries take
+minutes to fail; so the download host is probed first and an unreachable one
+stops the run at once with the flag to set.
+"""
+import os
+import socket
+import urllib.parse
+
+import numpy as np
+
+
+class DataError(RuntimeError):
+  """The dataset cannot be loaded; the message says what to change."""
+
+
+def _host_reachable(url: str, timeout_s: float = 3.0) -> bool:
+  host = urllib.parse.urlparse(url).hostname
+  try:
+    socket.create_connection((host, 443), timeout=timeout_s).close()
+    return True
+  except OSError:
+    return False
+
+
+def _prepare(builder, manual_dir):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  expected = sorted({info.filename for info in builder.url_infos.values()
+                     if info.filename}) if builder.url_infos else []
+  name = builder.info.full_name
+  if manual_dir:
+    if not os.path.isdir(manual_dir):
+      raise DataError(f'config.data.manual_dir={manual_dir!r} is not a '
+                      f'directory. Point --config.data.manual_dir at the folder '
+                      f'holding the original files of {name}.')
+    missing = [f for f in expected
+               if not os.path.exists(os.path.join(manual_dir, f))]
+    if missing:
+      raise DataError(f'{name}: config.data.manual_dir={manual_dir!r} lacks '
+                      f'{", ".join(missing)}. Put the original download files '
+                      'there (names as TFDS expects) or fix '
+                      '--config.data.manual_dir.')
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir,
+                                          try_download_gcs=False)
+  else:
+    urls = list(builder.url_infos or ())
+    if not urls or not _host_reachable(urls[0]):
+      files = f' ({", ".join(expected)})' if expected else ''
+      raise DataError(
+          f'{name} is not prepared in {builder.data_dir_root!r} and cannot be '
+          f'downloaded (no network). Pass --config.data.manual_dir=DIR, a '
+          f'folder with its original download files{files}; for MNIST in this '
+          'repo: --config.data.manual_dir=../shared/data/mnist.')
+    config = tfds.download.DownloadConfig()
+  try:
+    builder.download_and_prepare(download_config=config)
+  except Exception as e:  # TFDS raises many types; all mean the same to us
+    raise DataError(f'Preparing {name} from '
+                    f'{manual_dir or "the network"} failed: {e}. Check the '
+                    'files in --config.data.manual_dir (a wrong checksum means '
+                    'a corrupt or different file).') from e
+
+
+def _file_order(split: str, n: int) -> np.ndarray:
+  """Indices that put a stored TFDS split back into its source file's order.
+
+  TFDS writes examples sorted by a salted hash of their key (salt: the split
+  name). For builders whose keys are record indices (mnist, fashion_mnist) the
+  rank of record i's hash is its stored position, so stored[rank] is the file.
+  """
+  from tensorflow_datasets.core import hashing  # pylint: disable=g-import-not-at-top
+  hasher = hashing.Hasher(split)
+  hashes = np.array([hasher.hash_key(i) for i in range(n)], dtype=object)
+  return np.argsort(np.argsort(hashes))
+
+
+def load_splits(data_config, specs: dict) -> dict:
+  """Loads {key: split spec} (TFDS slicing syntax) as {key: {'image','label'}}."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    builder = tfds.builder(data_config.name, data_dir=data_config.data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DataError(f'Unknown dataset {data_config.name!r}: {e}. Fix '
+                    '--config.data.name.') from e
+  if not builder.is_prepared():
+    _prepare(builder, data_config.manual_dir)
+
+  whole = {}  # base split name -> arrays, each loaded once
+  def split_arrays(name):
+    if name not in whole:
+      data = tfds.as_numpy(builder.as_dataset(split=name, batch_size=-1,
+                                              shuffle_files=False))
+      data = {'image': data['image'], 'label': data['label'].astype(np.int32)}
+      if data_config.restore_file_order:
+        rank = _file_order(name, len(data['label']))
+        data = {k: v[rank] for k, v in data.items()}
+      whole[name] = data
+    return whole[name]
+
+  out = {}
+  for key, spec in specs.items():
+    try:
+      parts = tfds.core.ReadInstruction.from_spec(spec).to_absolute(
+          builder.info.splits)
+    except (ValueError, KeyError, AssertionError) as e:
+      raise DataError(f'Bad split {spec!r} for {builder.info.full_name} '
+                      f'(splits: {", ".join(builder.info.splits)}): {e}') from e
+    pieces = [{k: v[p.from_:p.to] for k, v in split_arrays(p.splitname).items()}
+              for p in parts]
+    out[key] = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+  return out

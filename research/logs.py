@@ -1,0 +1,48 @@
+"""Where a run's numbers go: DIR/metrics.jsonl, TensorBoard events and the log.
+
+Only process 0 writes files. On resume, lines past the restored step are dropped
+from metrics.jsonl, because the resumed run writes them again identically.
+"""
+import json
+
+import jax
+from absl import logging
+from clu import metric_writers
+from etils import epath
+
+
+class MetricsLog:
+
+  def __init__(self, workdir: epath.Path, resumed_step: int | None):
+    self.enabled = jax.process_index() == 0
+    self.path = workdir / 'metrics.jsonl'
+    if self.enabled and resumed_step is not None and self.path.exists():
+      keep = [line for line in self.path.read_text().splitlines()
+              if line and json.loads(line)['step'] <= resumed_step]
+      self.path.write_text(''.join(line + '\n' for line in keep))
+    self.tensorboard = (metric_writers.AsyncWriter(
+        metric_writers.SummaryWriter(str(workdir))) if self.enabled else None)
+
+  def write(self, step: int, metrics: dict):
+    if not self.enabled:
+      return
+    with self.path.open('a') as f:
+      f.write(json.dumps({'step': step, **metrics}) + '\n')
+    self.tensorboard.write_scalars(step, metrics)
+
+  def close(self):
+    if self.tensorboard:
+      self.tensorboard.close()
+
+
+def progress(step: int, total: int, steps_per_epoch: int, loss: float,
+             examples_per_s: float, seconds_left: float):
+  logging.info('step %d/%d (epoch %.2f) loss %.4f | %s examples/s | %s left',
+               step, total, step / steps_per_epoch, loss,
+               f'{examples_per_s:,.0f}', _duration(seconds_left))
+
+
+def _duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'

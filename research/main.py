@@ -1,0 +1,58 @@
+"""Command line: python -m research.main --config=configs/X.py --workdir=DIR
+[--config.a.b=value ...]. Rerunning the same command resumes from DIR."""
+import logging as std_logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from research import configlib
+from research import mesh
+from research import train
+from research.data import tfds_source
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file, optionally with :ARG.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Where the run writes and '
+                               'resumes from.', required=True)
+
+# Errors that mean "change your command", shown as one paragraph, not a trace.
+USER_ERRORS = (configlib.ConfigError, tfds_source.DataError,
+               mesh.ShardingError, train.TrainingError)
+
+
+def parse_flags(argv):
+  """absl's parser, with a mistyped --config.key shown as a usage error."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # ml_collections' unknown-key errors
+    message = str(e).strip('\'"').replace('\\n', ' ').replace("\\'", "'")
+    sys.exit(f'Unknown config key: {message}. Run with --config=FILE and only '
+             'keys that FILE defines (see the config file).')
+  except flags.Error as e:
+    sys.exit(f'{e}\nSee: python -m research.main --helpfull')
+
+
+class _QuietLibraries(std_logging.Filter):
+  """Keeps Orbax's per-save INFO chatter out of the progress display."""
+
+  def filter(self, record):
+    return record.levelno > std_logging.INFO or '/orbax/' not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except USER_ERRORS as e:
+    logging.error('%s', e)
+    sys.exit(f'Error: {e}')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)

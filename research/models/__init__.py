@@ -1,0 +1,26 @@
+"""Model registry: `config.model.name` -> flax.linen module class.
+
+The other `config.model` fields are the module's constructor fields, so depth,
+width and variants are plain config values a sweep can change.
+"""
+import dataclasses
+
+import ml_collections
+
+from research import configlib
+from research.models.mlp import MLP
+from research.models.neuron import Neuron
+
+REGISTRY = {'mlp': MLP, 'neuron': Neuron}
+
+
+def build(model_config: ml_collections.ConfigDict):
+  """Instantiates the registered module with the config's fields."""
+  configlib.choose('model', model_config.name, REGISTRY)
+  cls = REGISTRY[model_config.name]
+  kwargs = {k: v for k, v in model_config.items() if k != 'name'}
+  fields = {f.name for f in dataclasses.fields(cls)} - {'parent', 'name'}
+  for key in kwargs:
+    if key not in fields:
+      configlib.choose(f'field of model {model_config.name!r}', key, fields)
+  return cls(**kwargs)

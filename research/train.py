@@ -1,0 +1,274 @@
+"""The one training loop every model uses: `train_and_evaluate(config, workdir)`.
+
+Sections: mesh, input, model and optimizer, compiled step, checkpoint and resume,
+loop (train chunks, evals, checkpoints, early stopping), results.
+
+K consecutive steps run as one compiled `lax.scan` over a (K, batch, ...) chunk,
+so an MNIST epoch of 5,000 mini-batches is a handful of calls, not a Python loop
+per mini-batch. Chunks end where a log, eval or checkpoint is due, so the chunk
+boundaries, and with them every number, depend only on the step: a resumed run
+repeats an uninterrupted one exactly.
+"""
+import functools
+import json
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from etils import epath
+from flax.training import train_state
+
+from research import checkpoints
+from research import configlib
+from research import logs
+from research import losses
+from research import mesh as mesh_lib
+from research import metrics
+from research import models
+from research import optim
+from research.data import pipeline
+
+
+class TrainingError(RuntimeError):
+  """Training cannot go on (e.g. the loss is no longer finite)."""
+
+
+def to_float(images):
+  """uint8 pixels -> [0, 1]; float inputs pass unchanged."""
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 255.0
+  return images.astype(jnp.float32)
+
+
+def create_train_state(model, tx, rng, sample_images) -> train_state.TrainState:
+  params = model.init(rng, to_float(sample_images), train=False)['params']
+  return train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                       tx=tx)
+
+
+def make_train_chunk(model, loss_fn):
+  """(state, batches (K, B, ...), key) -> (state, per-step losses (K,))."""
+
+  def step(state, batch):
+    rng = jax.random.fold_in(batch['key'], state.step)
+
+    def mean_loss(params):
+      logits = model.apply({'params': params}, to_float(batch['image']),
+                           train=True, rngs={'dropout': rng})
+      return jnp.mean(loss_fn(logits, batch['label']))
+
+    loss, grads = jax.value_and_grad(mean_loss)(state.params)
+    return state.apply_gradients(grads=grads), loss
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def train_chunk(state, batches, key):
+    return jax.lax.scan(
+        lambda s, b: step(s, {**b, 'key': key}), state, batches)
+
+  return train_chunk
+
+
+def make_eval_chunk(model, loss_fn):
+  """(params, batches (N, B, ...) with 'mask') -> summed counts."""
+
+  @jax.jit
+  def eval_chunk(params, batches):
+    def counts(batch):
+      logits = model.apply({'params': params}, to_float(batch['image']),
+                           train=False)
+      return metrics.classification_counts(
+          logits, batch['label'], batch['mask'], loss_fn(logits, batch['label']))
+    return jax.tree.map(lambda x: x.sum(0), jax.lax.map(counts, batches))
+
+  return eval_chunk
+
+
+def _boundaries(config, steps_per_epoch: int, total_steps: int):
+  every = lambda epochs: max(1, round(epochs * steps_per_epoch))
+  return {'log': config.log_every_steps,
+          'eval': every(config.eval_every_epochs),
+          'checkpoint': every(config.checkpoint_every_epochs),
+          'call': config.steps_per_call}
+
+
+def _next_stop(step: int, intervals: dict, total_steps: int) -> int:
+  return min([total_steps] + [(step // n + 1) * n for n in intervals.values()])
+
+
+def _due(step: int, interval: int, total_steps: int) -> bool:
+  return step % interval == 0 or step == total_steps
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir`, resuming from its last checkpoint if any.
+
+  Returns the final metrics, also written to `workdir/results.json`.
+  """
+  configlib.validate(config)
+  workdir = epath.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  is_writer = jax.process_index() == 0
+  if is_writer:
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
+
+  # ---- Mesh -------------------------------------------------------------------
+  mesh = mesh_lib.make_mesh()
+  mesh_lib.check_divisible('batch_size', config.batch_size, mesh)
+  mesh_lib.check_divisible('eval_batch_size', config.eval_batch_size, mesh)
+  batch_sharding = mesh_lib.stacked_batches(mesh)
+
+  # ---- Input ------------------------------------------------------------------
+  splits = pipeline.load(config.data)
+  train_data = pipeline.TrainBatches(
+      splits.pop('train'), config.batch_size, config.seed,
+      jax.process_index(), jax.process_count())
+  eval_data = {name: mesh_lib.to_global(pipeline.eval_batches(
+      arrays, config.eval_batch_size, jax.process_index(),
+      jax.process_count()), batch_sharding) for name, arrays in splits.items()}
+  steps_per_epoch = train_data.steps_per_epoch
+  total_steps = max(1, round(config.num_epochs * steps_per_epoch))
+  intervals = _boundaries(config, steps_per_epoch, total_steps)
+
+  # ---- Model and optimizer ----------------------------------------------------
+  model = models.build(config.model)
+  loss_fn = losses.get(config.loss)
+  tx, learning_rate = optim.create(config.optimizer, steps_per_epoch,
+                                   total_steps)
+  init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+  sample = train_data.arrays['image'][:1]
+  state = jax.jit(functools.partial(create_train_state, model, tx),
+                  out_shardings=mesh_lib.replicated(mesh))(init_key, sample)
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info('%s: %s parameters, %d devices, %d steps of %d (%d per epoch)',
+               config.model.name, f'{num_params:,}', mesh.devices.size,
+               total_steps, config.batch_size, steps_per_epoch)
+
+  # ---- Compiled step ----------------------------------------------------------
+  train_chunk = make_train_chunk(model, loss_fn)
+  eval_chunk = make_eval_chunk(model, loss_fn)
+  compiled = {}  # chunk length -> executable, compiled ahead so it is timed apart
+
+  def executable(state, batches):
+    length = batches['label'].shape[0]
+    if length not in compiled:
+      start = time.perf_counter()
+      compiled[length] = train_chunk.lower(state, batches, dropout_key).compile()
+      loop['compile_seconds'] += time.perf_counter() - start
+    return compiled[length]
+
+  def evaluate(params) -> dict:
+    out = {}
+    for name, batches in eval_data.items():
+      out.update(metrics.finalize(
+          name, jax.device_get(eval_chunk(params, batches))))
+    return out
+
+  # ---- Checkpoint and resume --------------------------------------------------
+  ckpt = checkpoints.Checkpointer(workdir / 'checkpoints',
+                                  config.keep_checkpoints)
+  # Saved with each checkpoint, so a resumed run continues the same bookkeeping.
+  loop = {'best': None, 'evals_since_best': 0, 'stopped_early': False,
+          'plateau': {}, 'train_seconds': 0.0, 'compile_seconds': 0.0}
+  plateau = optim.Plateau(config.optimizer)
+  resumed = ckpt.latest_step()
+  if resumed is not None:
+    state, loop = ckpt.restore(resumed, state)
+    logging.info('Resumed from the checkpoint at step %d.', resumed)
+  log = logs.MetricsLog(workdir, resumed)
+
+  # ---- Loop -------------------------------------------------------------------
+  step = int(state.step)
+  sign = 1 if config.early_stopping.mode == 'max' else -1
+  eval_metrics, seconds_this_run, host_chunk = {}, 0.0, None
+  try:
+    while step < total_steps and not loop['stopped_early']:
+      start, compile_before = time.perf_counter(), loop['compile_seconds']
+      stop = _next_stop(step, intervals, total_steps)
+      if host_chunk is None:
+        host_chunk = train_data.chunk(step, stop - step)
+      batches = mesh_lib.to_global(host_chunk, batch_sharding)
+      state, step_losses = executable(state, batches)(state, batches,
+                                                      dropout_key)
+      # Gather the next chunk on the host while the device runs this one.
+      following = _next_stop(stop, intervals, total_steps)
+      host_chunk = (train_data.chunk(stop, following - stop)
+                    if stop < total_steps else None)
+      step_losses = np.asarray(jax.device_get(step_losses))
+      elapsed = (time.perf_counter() - start
+                 - (loop['compile_seconds'] - compile_before))
+      seconds_this_run += elapsed
+      loop['train_seconds'] += elapsed
+      if not np.all(np.isfinite(step_losses)):
+        first_bad = int(np.argmin(np.isfinite(step_losses)))
+        raise TrainingError(
+            f'The training loss became {step_losses[first_bad]} at step '
+            f'{step + first_bad}; the last good checkpoint (step '
+            f'{ckpt.latest_step()}) is kept and nothing after it is saved. '
+            'Lower --config.optimizer.learning_rate or check the inputs.')
+      step = stop
+
+      if _due(step, intervals['log'], total_steps):
+        rate = (step - (resumed or 0)) * config.batch_size / seconds_this_run
+        mean_loss = float(step_losses.mean())
+        lr = float(learning_rate(step - 1))
+        if plateau.enabled:
+          lr *= plateau.scale(state.opt_state)
+        log.write(step, {'train/loss': mean_loss, 'learning_rate': lr,
+                         'examples_per_second': rate})
+        logs.progress(step, total_steps, steps_per_epoch, mean_loss, rate,
+                      (total_steps - step) * config.batch_size / rate)
+
+      if _due(step, intervals['eval'], total_steps):
+        eval_metrics = evaluate(state.params)
+        log.write(step, {'epoch': step / steps_per_epoch, **eval_metrics})
+        logging.info('step %d eval: %s', step, ', '.join(
+            f'{k} {v:.4f}' for k, v in sorted(eval_metrics.items())))
+        watched = eval_metrics.get(config.early_stopping.metric)
+        if watched is not None:
+          best = loop['best']
+          if best is None or sign * (watched - best['value']) > 0:
+            loop['best'] = {'step': step, 'value': watched, **eval_metrics}
+            loop['evals_since_best'] = 0
+          else:
+            loop['evals_since_best'] += 1
+          patience = config.early_stopping.patience
+          if patience and loop['evals_since_best'] >= patience:
+            loop['stopped_early'] = True
+            logging.info('Early stop at step %d: no better %s in %d evals.',
+                         step, config.early_stopping.metric, patience)
+        loop['plateau'], opt_state, lr_floor = plateau.update(
+            loop['plateau'], eval_metrics, state.opt_state,
+            mesh_lib.replicated(mesh))
+        state = state.replace(opt_state=opt_state)
+        if lr_floor:
+          loop['stopped_early'] = True
+          logging.info('Stop at step %d: the learning-rate multiplier fell '
+                       'below %g.', step, config.optimizer.plateau.min_scale)
+
+      if (_due(step, intervals['checkpoint'], total_steps)
+          or loop['stopped_early']):
+        ckpt.save(step, state, loop)
+  finally:
+    ckpt.close()
+    log.close()
+
+  # ---- Results ----------------------------------------------------------------
+  if not eval_metrics:  # resumed after the last step: evaluate what was saved
+    eval_metrics = evaluate(state.params)
+  results = {
+      'step': step, 'epoch': step / steps_per_epoch, **eval_metrics,
+      'best': loop['best'], 'stopped_early': loop['stopped_early'],
+      'num_params': int(num_params), 'devices': int(mesh.devices.size),
+      'train_seconds': loop['train_seconds'],
+      'compile_seconds': loop['compile_seconds'],
+      'examples_per_second': ((step - (resumed or 0)) * config.batch_size
+                              / max(seconds_this_run, 1e-9)),
+  }
+  if is_writer:
+    (workdir / 'results.json').write_text(json.dumps(results, indent=2))
+  logging.info('Done: %s', json.dumps(results))
+  return results

@@ -1,0 +1,45 @@
+"""Shared fixtures: real MNIST prepared once per session, and a CLI runner."""
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MNIST_FILES = REPO.parent / 'shared' / 'data' / 'mnist'
+
+
+@pytest.fixture(scope='session')
+def mnist_data_dir(tmp_path_factory):
+  """A TFDS data_dir with MNIST prepared offline from ../shared/data/mnist,
+  through the project's own loader (the path a real run takes)."""
+  import ml_collections
+  from research.data import tfds_source
+  if not MNIST_FILES.is_dir():
+    pytest.fail(f'Real MNIST files are expected in {MNIST_FILES}.')
+  data_dir = tmp_path_factory.mktemp('tfds')
+  config = ml_collections.ConfigDict({
+      'name': 'mnist', 'data_dir': str(data_dir),
+      'manual_dir': str(MNIST_FILES), 'restore_file_order': False})
+  tfds_source.load_splits(config, {'test': 'test[:1]'})
+  return str(data_dir)
+
+
+def run_cli(*args, devices: int = 1, timeout: float = 300,
+            check: bool = True) -> subprocess.CompletedProcess:
+  """Runs `python -m research.main ARGS` with `devices` simulated CPU devices."""
+  env = dict(os.environ,
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
+  proc = subprocess.run([sys.executable, '-m', 'research.main', *args],
+                        cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f'exit {proc.returncode}\n{proc.stderr[-4000:]}')
+  return proc
+
+
+def read_jsonl(path) -> list:
+  import json
+  return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]

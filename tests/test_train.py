@@ -1,0 +1,95 @@
+"""The training loop on real data: what it learns, writes, and refuses."""
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from research import checkpoints
+from research import configlib
+from research import train
+from tests.conftest import REPO, read_jsonl, run_cli
+
+
+def load_config(name, arg=None):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, REPO / 'configs' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_neuron_learns_green_and_not_red(tmp_path):
+  results = train.train_and_evaluate(load_config('neuron', 'test'), tmp_path)
+  assert results['test/accuracy'] == 1.0
+  state, _ = checkpoints.load_latest(tmp_path)
+  unit = state['params']['unit']
+  w, b = np.asarray(unit['kernel'])[0], float(unit['bias'][0])
+  for green in (0, 1):
+    for yellow in (0, 1):
+      for red in (0, 1):
+        fires = w @ np.array([green, yellow, red]) + b > 0
+        assert fires == (green - red - 0.5 > 0), (green, yellow, red)
+
+
+def test_mnist_steps_learn(tmp_path, mnist_data_dir):
+  config = load_config('mnist_nielsen', 'test')
+  config.data.data_dir = mnist_data_dir
+  results = train.train_and_evaluate(config, tmp_path)
+  losses = [r['train/loss'] for r in read_jsonl(tmp_path / 'metrics.jsonl')
+            if 'train/loss' in r]
+  assert losses[-1] < 0.8 * losses[0]
+  assert results['test/accuracy'] > 0.3  # chance is 0.1
+  assert results['num_params'] == 23_860
+
+
+def test_cli_writes_the_run_and_rerun_resumes(tmp_path):
+  workdir = tmp_path / 'run'
+  args = ['--config=configs/neuron.py:test', f'--workdir={workdir}']
+  run_cli(*args)
+  assert json.loads((workdir / 'config.json').read_text())['model']['name'] == 'neuron'
+  rows = read_jsonl(workdir / 'metrics.jsonl')
+  assert rows[-1]['step'] == 300 and 'test/accuracy' in rows[-1]
+  assert list(workdir.glob('events.out.tfevents.*'))
+  assert (workdir / 'checkpoints' / '300').is_dir()
+  first = json.loads((workdir / 'results.json').read_text())
+  again = run_cli(*args)
+  assert 'Resumed from the checkpoint at step 300' in again.stderr
+  second = json.loads((workdir / 'results.json').read_text())
+  assert second['test/accuracy'] == first['test/accuracy']
+  assert read_jsonl(workdir / 'metrics.jsonl') == rows
+
+
+def test_unknown_config_key_is_a_one_line_error(tmp_path):
+  proc = run_cli('--config=configs/neuron.py', f'--workdir={tmp_path}',
+                 '--config.optimizer.learning_rat=1', check=False)
+  assert proc.returncode != 0
+  assert 'Did you mean "learning_rate"' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('key,value,flag', [
+    ('num_epochs', 0, '--config.num_epochs'),
+    ('batch_size', -4, '--config.batch_size'),
+])
+def test_out_of_range_values_are_refused(tmp_path, key, value, flag):
+  config = load_config('neuron')
+  config[key] = value
+  with pytest.raises(configlib.ConfigError, match=flag):
+    train.train_and_evaluate(config, tmp_path)
+
+
+def test_negative_learning_rate_is_refused(tmp_path):
+  config = load_config('neuron')
+  config.optimizer.learning_rate = -0.1
+  with pytest.raises(configlib.ConfigError, match='learning_rate'):
+    train.train_and_evaluate(config, tmp_path)
+
+
+def test_all_configs_load_and_build():
+  from research import models
+  for path in sorted((REPO / 'configs').glob('*.py')):
+    for arg in (None, 'test'):
+      config = load_config(path.stem, arg)
+      configlib.validate(config)
+      models.build(config.model)
