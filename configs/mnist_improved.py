@@ -1,12 +1,20 @@
-r"""Nielsen ch.3 refinements (network2.py): the run that passes 98% on MNIST.
+r"""Nielsen ch.3 refinements (network2.py) on MNIST: past 98%.
 
   python -m research.main --config=configs/mnist_improved.py --workdir=/tmp/improved \
       --config.data.manual_dir=../shared/data/mnist
 
 784-100-10 sigmoid network, cross-entropy cost, weights N(0, 1/n_in), L2 with
 lambda = 5.0 scaled by the training-set size n = 50,000 (each step
-w <- (1 - eta lambda / n) w - eta grad), mini-batch 10, eta = 0.1 for 60 epochs:
-Nielsen reports 98.04% on validation.
+w <- (1 - eta lambda / n) w - eta grad), mini-batch 10, and ch.3's learning-rate
+schedule: eta starts at 0.5, is halved whenever validation accuracy has not
+improved for 10 epochs, and training ends when it falls to 1/128 of its start
+(about 100-130 epochs; `num_epochs` is only a cap).
+
+Nielsen's own 98% run kept eta = 0.1 for 60 epochs (98.04% on validation, with
+N(0, 1) weights). With this config's N(0, 1/n_in) weights that recipe gave
+97.97 / 97.73 / 97.83% test for seeds 0 / 1 / 2 here; the schedule gives
+98.05 / 98.18 / 98.22%. Restore his run with --config.optimizer.learning_rate=0.1
+--config.num_epochs=60 --config.optimizer.plateau.factor=1.
 
 Argument 'test' gives a seconds-long run on a slice of MNIST.
 """
@@ -32,11 +40,14 @@ def get_config(arg=None):
 
   c.loss = 'sigmoid_cross_entropy'
   c.optimizer.name = 'sgd'
-  c.optimizer.learning_rate = 0.1
+  c.optimizer.learning_rate = 0.5
   c.optimizer.weight_decay = L2_LAMBDA / TRAIN_SIZE
+  c.optimizer.plateau.factor = 0.5     # halve eta ...
+  c.optimizer.plateau.patience = 10    # ... after 10 epochs without progress
+  c.optimizer.plateau.min_scale = 1 / 128
   c.batch_size = 10
   c.eval_batch_size = 1000
-  c.num_epochs = 60
+  c.num_epochs = 250
   c.log_every_steps = 1000
   c.steps_per_call = 1000
 

@@ -183,20 +183,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # ---- Loop -------------------------------------------------------------------
   step = int(state.step)
   sign = 1 if config.early_stopping.mode == 'max' else -1
-  eval_metrics, seconds_this_run, host_chunk = {}, 0.0, None
+  load = lambda first, last: mesh_lib.to_global(
+      train_data.chunk(first, last - first), batch_sharding)
+  eval_metrics, seconds_this_run, batches = {}, 0.0, None
   try:
     while step < total_steps and not loop['stopped_early']:
       start, compile_before = time.perf_counter(), loop['compile_seconds']
       stop = _next_stop(step, intervals, total_steps)
-      if host_chunk is None:
-        host_chunk = train_data.chunk(step, stop - step)
-      batches = mesh_lib.to_global(host_chunk, batch_sharding)
+      if batches is None:
+        batches = load(step, stop)
       state, step_losses = executable(state, batches)(state, batches,
                                                       dropout_key)
-      # Gather the next chunk on the host while the device runs this one.
+      # Stage the next chunk on the device while it runs this one.
       following = _next_stop(stop, intervals, total_steps)
-      host_chunk = (train_data.chunk(stop, following - stop)
-                    if stop < total_steps else None)
+      batches = load(stop, following) if stop < total_steps else None
       step_losses = np.asarray(jax.device_get(step_losses))
       elapsed = (time.perf_counter() - start
                  - (loop['compile_seconds'] - compile_before))
