@@ -18,42 +18,24 @@ N(0, 1) weights). With this config's N(0, 1/n_in) weights that recipe gave
 
 Argument 'test' gives a seconds-long run on a slice of MNIST.
 """
+from configs import mnist_nielsen
 from research import configlib
 
-TRAIN_SIZE = 50_000
+TRAIN_SIZE = 50_000  # Nielsen's training split, the n in lambda / n
 L2_LAMBDA = 5.0
 
 
 def get_config(arg=None):
   arg = configlib.parse_arg(arg, test=False)
-  c = configlib.base()
-  c.model.name = 'mlp'
+  c = mnist_nielsen.get_config('test' if arg.test else None)  # ch.1's data, loop
   c.model.hidden = (100,)
-  c.model.num_classes = 10
-  c.model.activation = 'sigmoid'
   c.model.weight_init = 'scaled_normal'
-
-  c.data.name = 'mnist'
-  c.data.restore_file_order = True
-  c.data.train_split = f'train[:{TRAIN_SIZE}]'
-  c.data.eval_splits = {'validation': f'train[{TRAIN_SIZE}:]', 'test': 'test'}
-
   c.loss = 'sigmoid_cross_entropy'
-  c.optimizer.name = 'sgd'
   c.optimizer.learning_rate = 0.5
   c.optimizer.weight_decay = L2_LAMBDA / TRAIN_SIZE
   c.optimizer.plateau.factor = 0.5     # halve eta ...
   c.optimizer.plateau.patience = 10    # ... after 10 epochs without progress
   c.optimizer.plateau.min_scale = 1 / 128
-  c.batch_size = 10
-  c.eval_batch_size = 1000
-  c.num_epochs = 250
-  c.log_every_steps = 1000
-  c.steps_per_call = 1000
-
-  if arg.test:
-    c.data.train_split = 'train[:2000]'
-    c.data.eval_splits = {'validation': 'train[50000:51000]', 'test': 'test[:1000]'}
-    c.num_epochs = 2
-    c.log_every_steps = 100
+  if not arg.test:
+    c.num_epochs = 250
   return c

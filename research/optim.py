@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import optax
 
 from research import configlib
+from research import watch
 
 SCHEDULES = ('constant', 'cosine', 'exponential', 'piecewise')
 
@@ -75,6 +76,8 @@ class Plateau:
   def __init__(self, config):
     self.config = config.plateau
     self.enabled = self.config.factor < 1
+    self.watch = watch.MetricWatch(self.config.metric, self.config.mode,
+                                   self.config.patience)
 
   @staticmethod
   def scale(opt_state) -> float:
@@ -82,21 +85,15 @@ class Plateau:
 
   def update(self, counters: dict, metrics: dict, opt_state, sharding):
     """Returns (counters, opt_state, stop) after one evaluation."""
-    value = metrics.get(self.config.metric)
-    if not self.enabled or value is None:
+    if not self.enabled:
       return counters, opt_state, False
-    sign = 1 if self.config.mode == 'max' else -1
-    best, waited = counters.get('best'), counters.get('waited', 0)
-    if best is None or sign * (value - best) > 0:
-      return {'best': value, 'waited': 0}, opt_state, False
-    waited += 1
-    if waited < self.config.patience:
-      return {'best': best, 'waited': waited}, opt_state, False
+    counters, _, lower = self.watch.update(counters, metrics)
+    if not lower:
+      return counters, opt_state, False
     scale = self.scale(opt_state) * self.config.factor
     injected = opt_state[-1]
     hyperparams = dict(injected.hyperparams)
     hyperparams['step_size'] = jax.device_put(
         jnp.asarray(scale, hyperparams['step_size'].dtype), sharding)
     opt_state = (*opt_state[:-1], injected._replace(hyperparams=hyperparams))
-    return ({'best': best, 'waited': 0}, opt_state,
-            scale < self.config.min_scale)
+    return counters, opt_state, scale < self.config.min_scale

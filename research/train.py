@@ -30,6 +30,7 @@ from research import mesh as mesh_lib
 from research import metrics
 from research import models
 from research import optim
+from research import watch
 from research.data import pipeline
 
 
@@ -171,9 +172,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ckpt = checkpoints.Checkpointer(workdir / 'checkpoints',
                                   config.keep_checkpoints)
   # Saved with each checkpoint, so a resumed run continues the same bookkeeping.
-  loop = {'best': None, 'evals_since_best': 0, 'stopped_early': False,
-          'plateau': {}, 'train_seconds': 0.0, 'compile_seconds': 0.0}
+  loop = {'best': None, 'early_stopping': {}, 'plateau': {},
+          'stopped_early': False, 'train_seconds': 0.0, 'compile_seconds': 0.0}
   plateau = optim.Plateau(config.optimizer)
+  early_stopping = watch.MetricWatch(**config.early_stopping)
   resumed = ckpt.latest_step()
   if resumed is not None:
     state, loop = ckpt.restore(resumed, state)
@@ -182,7 +184,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # ---- Loop -------------------------------------------------------------------
   step = int(state.step)
-  sign = 1 if config.early_stopping.mode == 'max' else -1
   load = lambda first, last: mesh_lib.to_global(
       train_data.chunk(first, last - first), batch_sharding)
   eval_metrics, seconds_this_run, batches = {}, 0.0, None
@@ -227,19 +228,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         log.write(step, {'epoch': step / steps_per_epoch, **eval_metrics})
         logging.info('step %d eval: %s', step, ', '.join(
             f'{k} {v:.4f}' for k, v in sorted(eval_metrics.items())))
-        watched = eval_metrics.get(config.early_stopping.metric)
-        if watched is not None:
-          best = loop['best']
-          if best is None or sign * (watched - best['value']) > 0:
-            loop['best'] = {'step': step, 'value': watched, **eval_metrics}
-            loop['evals_since_best'] = 0
-          else:
-            loop['evals_since_best'] += 1
-          patience = config.early_stopping.patience
-          if patience and loop['evals_since_best'] >= patience:
-            loop['stopped_early'] = True
-            logging.info('Early stop at step %d: no better %s in %d evals.',
-                         step, config.early_stopping.metric, patience)
+        loop['early_stopping'], improved, out_of_patience = early_stopping.update(
+            loop['early_stopping'], eval_metrics)
+        if improved:
+          loop['best'] = {'step': step, **eval_metrics}
+        if out_of_patience:
+          loop['stopped_early'] = True
+          logging.info('Early stop at step %d: no better %s in %d evals.',
+                       step, config.early_stopping.metric,
+                       config.early_stopping.patience)
         loop['plateau'], opt_state, lr_floor = plateau.update(
             loop['plateau'], eval_metrics, state.opt_state,
             mesh_lib.replicated(mesh))

@@ -8,6 +8,7 @@ and a chunk of K steps goes to the device as one (K, batch, ...) array.
 """
 import numpy as np
 
+from research import configlib
 from research.data import stoplight
 from research.data import tfds_source
 
@@ -33,8 +34,10 @@ class TrainBatches:
     self.batch_size = batch_size
     self.steps_per_epoch = self.num_examples // batch_size
     if self.steps_per_epoch == 0:
-      raise ValueError(f'config.batch_size={batch_size} exceeds the '
-                       f'{self.num_examples} training examples.')
+      raise configlib.ConfigError(
+          f'config.batch_size={batch_size} exceeds the {self.num_examples} '
+          'training examples; lower --config.batch_size or use a larger '
+          '--config.data.train_split.')
     self.seed = seed
     local = batch_size // process_count
     self.rows = slice(process_index * local, (process_index + 1) * local)
