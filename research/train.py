@@ -111,6 +111,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   configlib.validate(config)
   workdir = epath.Path(workdir)
+  if not workdir.is_absolute():  # Orbax needs absolute paths; gs:// ones are
+    workdir = workdir.resolve()
   workdir.mkdir(parents=True, exist_ok=True)
   is_writer = jax.process_index() == 0
   if is_writer:

@@ -26,14 +26,14 @@ def mnist_data_dir(tmp_path_factory):
   return str(data_dir)
 
 
-def run_cli(*args, devices: int = 1, timeout: float = 300,
-            check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(*args, devices: int = 1, timeout: float = 300, check: bool = True,
+            cwd=REPO) -> subprocess.CompletedProcess:
   """Runs `python -m research.main ARGS` with `devices` simulated CPU devices."""
-  env = dict(os.environ,
+  env = dict(os.environ, PYTHONPATH=str(REPO),
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
   proc = subprocess.run([sys.executable, '-m', 'research.main', *args],
-                        cwd=REPO, env=env, capture_output=True, text=True,
+                        cwd=cwd, env=env, capture_output=True, text=True,
                         timeout=timeout)
   if check and proc.returncode != 0:
     raise AssertionError(f'exit {proc.returncode}\n{proc.stderr[-4000:]}')

@@ -45,15 +45,16 @@ def test_mnist_steps_learn(tmp_path, mnist_data_dir):
 
 def test_cli_writes_the_run_and_rerun_resumes(tmp_path):
   workdir = tmp_path / 'run'
-  args = ['--config=configs/neuron.py:test', f'--workdir={workdir}']
-  run_cli(*args)
+  # A relative --workdir, as in README, run from another directory.
+  args = [f'--config={REPO}/configs/neuron.py:test', '--workdir=run']
+  run_cli(*args, cwd=tmp_path)
   assert json.loads((workdir / 'config.json').read_text())['model']['name'] == 'neuron'
   rows = read_jsonl(workdir / 'metrics.jsonl')
   assert rows[-1]['step'] == 300 and 'test/accuracy' in rows[-1]
   assert list(workdir.glob('events.out.tfevents.*'))
   assert (workdir / 'checkpoints' / '300').is_dir()
   first = json.loads((workdir / 'results.json').read_text())
-  again = run_cli(*args)
+  again = run_cli(*args, cwd=tmp_path)
   assert 'Resumed from the checkpoint at step 300' in again.stderr
   second = json.loads((workdir / 'results.json').read_text())
   assert second['test/accuracy'] == first['test/accuracy']
