@@ -8,6 +8,12 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 
+def absolute(path) -> epath.Path:
+  """Orbax needs absolute paths; a relative local one is resolved, gs:// kept."""
+  path = epath.Path(path)
+  return path if path.is_absolute() else path.resolve()
+
+
 class Checkpointer:
   """Every host calls save/restore; Orbax coordinates who writes what."""
 
@@ -39,7 +45,7 @@ class Checkpointer:
 def load_latest(workdir) -> tuple[dict, int]:
   """The newest checkpoint's train state as nested dicts of arrays, and its
   step, for code that reads a finished run (tests, visualization)."""
-  path = epath.Path(workdir) / 'checkpoints'
+  path = absolute(workdir) / 'checkpoints'
   with ocp.CheckpointManager(path) as manager:
     step = manager.latest_step()
     if step is None:

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from etils import epath
 from flax.training import train_state
 
 from research import checkpoints
@@ -110,9 +109,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Returns the final metrics, also written to `workdir/results.json`.
   """
   configlib.validate(config)
-  workdir = epath.Path(workdir)
-  if not workdir.is_absolute():  # Orbax needs absolute paths; gs:// ones are
-    workdir = workdir.resolve()
+  workdir = checkpoints.absolute(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_writer = jax.process_index() == 0
   if is_writer:

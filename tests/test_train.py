@@ -43,7 +43,7 @@ def test_mnist_steps_learn(tmp_path, mnist_data_dir):
   assert results['num_params'] == 23_860
 
 
-def test_cli_writes_the_run_and_rerun_resumes(tmp_path):
+def test_cli_writes_the_run_and_rerun_resumes(tmp_path, monkeypatch):
   workdir = tmp_path / 'run'
   # A relative --workdir, as in README, run from another directory.
   args = [f'--config={REPO}/configs/neuron.py:test', '--workdir=run']
@@ -59,6 +59,9 @@ def test_cli_writes_the_run_and_rerun_resumes(tmp_path):
   second = json.loads((workdir / 'results.json').read_text())
   assert second['test/accuracy'] == first['test/accuracy']
   assert read_jsonl(workdir / 'metrics.jsonl') == rows
+  monkeypatch.chdir(tmp_path)
+  state, step = checkpoints.load_latest('run')
+  assert step == 300 and state['params']['unit']['kernel'].shape == (1, 3)
 
 
 def test_unknown_config_key_is_a_one_line_error(tmp_path):
