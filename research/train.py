@@ -11,7 +11,6 @@ repeats an uninterrupted one exactly.
 """
 import functools
 import json
-import math
 import time
 
 import jax

@@ -1,6 +1,5 @@
 """The training loop on real data: what it learns, writes, and refuses."""
 import json
-import pathlib
 
 import numpy as np
 import pytest
