@@ -1,6 +1,7 @@
 """Command line: python -m research.main --config=configs/X.py --workdir=DIR
 [--config.a.b=value ...]. Rerunning the same command resumes from DIR."""
 import logging as std_logging
+import signal
 import sys
 
 from absl import app
@@ -10,6 +11,7 @@ from ml_collections import config_flags
 
 from research import configlib
 from research import mesh
+from research import preemption
 from research import train
 from research.data import tfds_source
 
@@ -18,6 +20,13 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where the run writes and '
                                'resumes from.', required=True)
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for a multi-process '
+    'run started by hand (Slurm and Cloud TPU are detected without it).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'Processes in a multi-process run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   'This process, 0..num_processes-1.')
 
 # Errors that mean "change your command", shown as one paragraph, not a trace.
 USER_ERRORS = (configlib.ConfigError, tfds_source.DataError,
@@ -47,8 +56,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  mesh.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                              _PROCESS_ID.value)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except preemption.Preempted as e:
+    logging.warning('%s', e)
+    sys.exit(128 + signal.SIGTERM)  # the shell's code for "ended by SIGTERM"
   except USER_ERRORS as e:
     logging.error('%s', e)
     sys.exit(f'Error: {e}')

@@ -3,6 +3,8 @@
 One jit-compiled step over this mesh is today's form of pmap: the same code runs
 on 1 CPU, 8 GPUs or a TPU pod; XLA inserts the gradient all-reduce.
 """
+import os
+
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -10,6 +12,31 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 class ShardingError(ValueError):
   """A batch size the device count does not divide."""
+
+
+def _cluster_detected() -> bool:
+  """True on a multi-process Slurm job or a multi-worker Cloud TPU slice, where
+  jax.distributed.initialize() finds the coordinator by itself."""
+  env = os.environ
+  slurm = int(env.get('SLURM_NTASKS', '1')) > 1 and 'SLURM_JOB_ID' in env
+  tpu_workers = env.get('TPU_WORKER_HOSTNAMES', '')
+  return slurm or ',' in tpu_workers
+
+
+def initialize_distributed(coordinator_address=None, num_processes=None,
+                           process_id=None):
+  """Starts JAX's multi-controller runtime when the run spans processes.
+
+  Must run before anything asks JAX about devices. Explicit arguments win (a
+  local multi-process run); otherwise Slurm and Cloud TPU are auto-detected;
+  otherwise this is a single-process run and nothing happens.
+  """
+  if coordinator_address or num_processes:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes,
+                               process_id=process_id)
+  elif _cluster_detected():
+    jax.distributed.initialize()
 
 
 def make_mesh() -> jax.sharding.Mesh:

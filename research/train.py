@@ -28,6 +28,7 @@ from research import mesh as mesh_lib
 from research import metrics
 from research import models
 from research import optim
+from research import preemption
 from research import watch
 from research.data import pipeline
 
@@ -185,6 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   load = lambda first, last: mesh_lib.to_global(
       train_data.chunk(first, last - first), batch_sharding)
   eval_metrics, seconds_this_run, batches = {}, 0.0, None
+  notice = preemption.Notice()
   try:
     while step < total_steps and not loop['stopped_early']:
       start, compile_before = time.perf_counter(), loop['compile_seconds']
@@ -244,10 +246,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           logging.info('Stop at step %d: the learning-rate multiplier fell '
                        'below %g.', step, config.optimizer.plateau.min_scale)
 
+      stopping = step < total_steps and notice.reached(step)
       if (_due(step, intervals['checkpoint'], total_steps)
-          or loop['stopped_early']):
+          or loop['stopped_early'] or stopping):
         ckpt.save(step, state, loop)
+      if stopping:
+        raise preemption.Preempted(
+            f'Stopped by SIGTERM at step {step} and saved a checkpoint there; '
+            'rerun the same command to resume.')
   finally:
+    notice.close()
     ckpt.close()
     log.close()
 

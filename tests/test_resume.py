@@ -1,6 +1,7 @@
-"""Killed after its first checkpoint, a rerun ends where an unbroken run ends."""
+"""Interrupted runs, rerun, end exactly where an uninterrupted run ends."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,39 +12,71 @@ import numpy as np
 from research import checkpoints
 from tests.conftest import REPO, read_jsonl, run_cli
 
+ARGS = ['--config=configs/mnist_nielsen.py:test', '--config.num_epochs=60',
+        '--config.checkpoint_every_epochs=5', '--config.eval_every_epochs=5']
 
-def test_killed_run_resumes_to_the_same_result(tmp_path, mnist_data_dir):
-  args = ['--config=configs/mnist_nielsen.py:test',
-          f'--config.data.data_dir={mnist_data_dir}',
-          '--config.num_epochs=60', '--config.checkpoint_every_epochs=5',
-          '--config.eval_every_epochs=5']
-  whole, broken = tmp_path / 'whole', tmp_path / 'broken'
-  run_cli(*args, f'--workdir={whole}')
 
+def start(workdir, data_dir):
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
-  proc = subprocess.Popen([sys.executable, '-m', 'research.main', *args,
-                           f'--workdir={broken}'], cwd=REPO, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  return subprocess.Popen(
+      [sys.executable, '-m', 'research.main', *ARGS,
+       f'--config.data.data_dir={data_dir}', f'--workdir={workdir}'],
+      cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+      text=True)
+
+
+def wait_for_first_checkpoint(proc, workdir):
   deadline = time.time() + 240
-  while not (broken / 'checkpoints' / '1000').is_dir():
+  while not (workdir / 'checkpoints' / '1000').is_dir():
     assert proc.poll() is None and time.time() < deadline, 'no checkpoint'
     time.sleep(0.005)
-  proc.send_signal(signal.SIGKILL)
-  assert proc.wait() == -signal.SIGKILL
-  assert not (broken / 'results.json').exists(), 'the run ended before the kill'
 
-  rerun = run_cli(*args, f'--workdir={broken}')
-  assert 'Resumed from the checkpoint at step' in rerun.stderr
-  results = [json.loads((d / 'results.json').read_text()) for d in (whole, broken)]
+
+def assert_same_run(a, b):
+  results = [json.loads((d / 'results.json').read_text()) for d in (a, b)]
   for key in ('test/accuracy', 'test/loss', 'validation/accuracy', 'step'):
     assert results[0][key] == results[1][key], key
-  params = [checkpoints.load_latest(d)[0]['params'] for d in (whole, broken)]
-  for a, b in zip(*(sorted(_leaves(p)) for p in params)):
-    np.testing.assert_array_equal(a[1], b[1])
+  params = [dict(_leaves(checkpoints.load_latest(d)[0]['params'])) for d in (a, b)]
+  assert params[0].keys() == params[1].keys()
+  for name in params[0]:
+    np.testing.assert_array_equal(params[0][name], params[1][name], name)
   strip = lambda rows: [{k: v for k, v in r.items() if k != 'examples_per_second'}
                         for r in rows]
-  assert (strip(read_jsonl(whole / 'metrics.jsonl'))
-          == strip(read_jsonl(broken / 'metrics.jsonl')))
+  assert strip(read_jsonl(a / 'metrics.jsonl')) == strip(read_jsonl(b / 'metrics.jsonl'))
+
+
+def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
+                                                             mnist_data_dir):
+  whole = tmp_path / 'whole'
+  run_cli(*ARGS, f'--config.data.data_dir={mnist_data_dir}', f'--workdir={whole}')
+
+  # kill -9 right after the first checkpoint: at most the steps since it are lost.
+  killed = tmp_path / 'killed'
+  proc = start(killed, mnist_data_dir)
+  wait_for_first_checkpoint(proc, killed)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL
+  assert not (killed / 'results.json').exists(), 'the run ended before the kill'
+  rerun = run_cli(*ARGS, f'--config.data.data_dir={mnist_data_dir}',
+                  f'--workdir={killed}')
+  assert 'Resumed from the checkpoint at step' in rerun.stderr
+  assert_same_run(whole, killed)
+
+  # SIGTERM (a preemption): a checkpoint at the step it stopped, a clean exit.
+  termed = tmp_path / 'termed'
+  proc = start(termed, mnist_data_dir)
+  wait_for_first_checkpoint(proc, termed)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+  assert 'Traceback' not in stderr
+  stopped_at = int(re.search(r'Stopped by SIGTERM at step (\d+)', stderr)[1])
+  assert (termed / 'checkpoints' / str(stopped_at)).is_dir()
+  assert not (termed / 'results.json').exists()
+  rerun = run_cli(*ARGS, f'--config.data.data_dir={mnist_data_dir}',
+                  f'--workdir={termed}')
+  assert f'Resumed from the checkpoint at step {stopped_at}' in rerun.stderr
+  assert_same_run(whole, termed)
 
 
 def _leaves(tree, prefix=''):

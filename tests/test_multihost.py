@@ -1,0 +1,33 @@
+"""Two local processes (one CPU device each) train like one process."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.conftest import REPO, read_jsonl, run_cli
+
+ARGS = ['--config=configs/mnist_nielsen.py:test', '--config.num_epochs=1',
+        '--config.log_every_steps=50']
+
+
+def test_two_processes_match_one(tmp_path, mnist_data_dir):
+  data = f'--config.data.data_dir={mnist_data_dir}'
+  single, multi = tmp_path / 'single', tmp_path / 'multi'
+  run_cli(*ARGS, data, f'--workdir={single}', devices=2)
+  # The launcher kills its processes at --timeout, so a hang fails this test;
+  # the outer timeout is the last resort.
+  proc = subprocess.run(
+      [sys.executable, '-m', 'launch.multihost_local', '--num_processes=2',
+       '--timeout=240', *ARGS, data, f'--workdir={multi}'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  one, two = (json.loads((d / 'results.json').read_text()) for d in (single, multi))
+  assert one['devices'] == two['devices'] == 2
+  rows1, rows2 = read_jsonl(single / 'metrics.jsonl'), read_jsonl(multi / 'metrics.jsonl')
+  assert [r['step'] for r in rows1] == [r['step'] for r in rows2]
+  losses = lambda rows: [r['train/loss'] for r in rows if 'train/loss' in r]
+  np.testing.assert_allclose(losses(rows2), losses(rows1), rtol=1e-5)
+  for key in ('test/accuracy', 'validation/accuracy', 'test/loss'):
+    assert abs(one[key] - two[key]) <= 1e-3, key
+  assert not (multi / 'process_1.log').read_text().count('Traceback')
