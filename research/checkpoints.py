@@ -8,6 +8,10 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 
+class CheckpointError(RuntimeError):
+  """A saved checkpoint cannot be restored; the message says what to do."""
+
+
 def absolute(path) -> epath.Path:
   """Orbax needs absolute paths; a relative local one is resolved, gs:// kept."""
   path = epath.Path(path)
@@ -33,8 +37,16 @@ class Checkpointer:
   def restore(self, step: int, like_state):
     """Returns (state, loop) with state placed like `like_state`'s arrays."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), loop=ocp.args.JsonRestore()))
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), loop=ocp.args.JsonRestore()))
+    except Exception as e:  # Orbax/TensorStore raise many types for bad files
+      path = self.manager.directory / str(step)
+      raise CheckpointError(
+          f'The checkpoint {path} cannot be read ({type(e).__name__}: '
+          f'{str(e)[:300]}). It is corrupt, truncated or from another model. '
+          'Delete that folder to resume from the previous checkpoint, or use '
+          'a new --workdir.') from e
     return restored.state, restored.loop
 
   def close(self):

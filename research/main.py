@@ -9,6 +9,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from research import checkpoints
 from research import configlib
 from research import mesh
 from research import preemption
@@ -20,6 +21,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where the run writes and '
                                'resumes from.', required=True)
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    'allow_config_change', False, 'Resume a workdir although its saved '
+    'config.json differs from --config (e.g. to train more epochs).')
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None, 'host:port of process 0, for a multi-process '
     'run started by hand (Slurm and Cloud TPU are detected without it).')
@@ -30,7 +34,8 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None,
 
 # Errors that mean "change your command", shown as one paragraph, not a trace.
 USER_ERRORS = (configlib.ConfigError, tfds_source.DataError,
-               mesh.ShardingError, train.TrainingError)
+               mesh.ShardingError, train.TrainingError,
+               checkpoints.CheckpointError)
 
 
 def parse_flags(argv):
@@ -59,7 +64,8 @@ def main(argv):
   mesh.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                               _PROCESS_ID.value)
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                             _ALLOW_CONFIG_CHANGE.value)
   except preemption.Preempted as e:
     logging.warning('%s', e)
     sys.exit(128 + signal.SIGTERM)  # the shell's code for "ended by SIGTERM"

@@ -103,7 +103,25 @@ def _due(step: int, interval: int, total_steps: int) -> bool:
   return step % interval == 0 or step == total_steps
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def _check_same_experiment(config, workdir, allow_config_change: bool):
+  """Refuses to resume a workdir that holds a run of another config."""
+  path = workdir / 'config.json'
+  if not path.exists():
+    return
+  changed = configlib.differences(json.loads(path.read_text()),
+                                  json.loads(config.to_json_best_effort()))
+  if changed and not allow_config_change:
+    raise configlib.ConfigError(
+        f'{workdir} holds a run of a different config ({"; ".join(changed)}). '
+        'Use a new --workdir, or pass --allow_config_change to continue that '
+        'run with the new values.')
+  if changed:
+    logging.warning('Continuing %s with changed config: %s', workdir,
+                    '; '.join(changed))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> dict:
   """Trains `config` in `workdir`, resuming from its last checkpoint if any.
 
   Returns the final metrics, also written to `workdir/results.json`.
@@ -111,6 +129,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   configlib.validate(config)
   workdir = checkpoints.absolute(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  _check_same_experiment(config, workdir, allow_config_change)
   is_writer = jax.process_index() == 0
   if is_writer:
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
@@ -205,10 +224,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       loop['train_seconds'] += elapsed
       if not np.all(np.isfinite(step_losses)):
         first_bad = int(np.argmin(np.isfinite(step_losses)))
+        last = ckpt.latest_step()
+        kept = (f'the last good checkpoint (step {last}) is kept'
+                if last is not None else 'no checkpoint had been saved yet')
         raise TrainingError(
             f'The training loss became {step_losses[first_bad]} at step '
-            f'{step + first_bad}; the last good checkpoint (step '
-            f'{ckpt.latest_step()}) is kept and nothing after it is saved. '
+            f'{step + first_bad}; {kept} and nothing after it is saved. '
             'Lower --config.optimizer.learning_rate or check the inputs.')
       step = stop
 

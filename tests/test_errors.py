@@ -1,0 +1,65 @@
+"""Bad input stops the run with one paragraph that names the fix, and keeps what
+was already written."""
+import shutil
+
+import pytest
+
+from research import checkpoints
+from research import configlib
+from research import train
+from research.data import tfds_source
+from tests.conftest import MNIST_FILES
+from tests.test_train import load_config
+
+
+def test_resuming_with_a_different_config_is_refused(tmp_path):
+  train.train_and_evaluate(load_config('neuron', 'test'), tmp_path)
+  changed = load_config('neuron', 'test')
+  changed.optimizer.learning_rate = 0.5
+  changed.data.data_dir = '/elsewhere'  # a location, not the experiment
+  with pytest.raises(configlib.ConfigError) as error:
+    train.train_and_evaluate(changed, tmp_path)
+  message = str(error.value)
+  assert 'optimizer.learning_rate: 1.0 -> 0.5' in message
+  assert 'data_dir' not in message and '--allow_config_change' in message
+  train.train_and_evaluate(changed, tmp_path, allow_config_change=True)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+  config = load_config('neuron', 'test')
+  config.checkpoint_every_epochs = 100
+  config.eval_every_epochs = 100
+  # The learning rate is 1e30 at step 150 and inf from 151: the weights blow up.
+  config.optimizer.schedule.name = 'piecewise'
+  config.optimizer.schedule.boundaries_epochs = (150, 151)
+  config.optimizer.schedule.scales = (1e30, 1e30)
+  with pytest.raises(train.TrainingError,
+                     match=r'became nan at step 15\d; the last good checkpoint '
+                           r'\(step 100\) is kept'):
+    train.train_and_evaluate(config, tmp_path)
+  state, step = checkpoints.load_latest(tmp_path)
+  assert step == 100 and float(abs(state['params']['unit']['kernel']).max()) < 1e3
+
+
+def test_corrupt_checkpoint_is_named_with_the_way_out(tmp_path):
+  config = load_config('neuron', 'test')
+  train.train_and_evaluate(config, tmp_path)
+  for data_file in (tmp_path / 'checkpoints' / '300' / 'state').rglob('d/*'):
+    data_file.write_bytes(data_file.read_bytes()[:20])  # truncated
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r'checkpoints/300 cannot be read.*Delete that folder'):
+    train.train_and_evaluate(config, tmp_path)
+  assert (tmp_path / 'results.json').exists()  # nothing written is lost
+
+
+def test_dataset_file_with_a_wrong_checksum(tmp_path):
+  manual = tmp_path / 'manual'
+  shutil.copytree(MNIST_FILES, manual, ignore=shutil.ignore_patterns('*.md'))
+  labels = manual / 't10k-labels-idx1-ubyte.gz'
+  data = bytearray(labels.read_bytes())
+  data[-1] ^= 0xFF
+  labels.write_bytes(bytes(data))
+  config = load_config('mnist_nielsen', 'test').data
+  config.data_dir, config.manual_dir = str(tmp_path / 'tfds'), str(manual)
+  with pytest.raises(tfds_source.DataError, match='checksum'):
+    tfds_source.load_splits(config, {'test': 'test'})
