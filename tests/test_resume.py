@@ -1,6 +1,7 @@
 """Interrupted runs, rerun, end exactly where an uninterrupted run ends."""
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -50,10 +51,12 @@ def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
   whole = tmp_path / 'whole'
   run_cli(*ARGS, f'--config.data.data_dir={mnist_data_dir}', f'--workdir={whole}')
 
-  # kill -9 right after the first checkpoint: at most the steps since it are lost.
+  # kill -9 at a random step after the first checkpoint: at most the steps
+  # since the last checkpoint are lost.
   killed = tmp_path / 'killed'
   proc = start(killed, mnist_data_dir)
   wait_for_first_checkpoint(proc, killed)
+  time.sleep(random.uniform(0, 0.3))
   proc.send_signal(signal.SIGKILL)
   assert proc.wait() == -signal.SIGKILL
   assert not (killed / 'results.json').exists(), 'the run ended before the kill'
