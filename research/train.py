@@ -87,7 +87,7 @@ def make_eval_chunk(model, loss_fn):
   return eval_chunk
 
 
-def _boundaries(config, steps_per_epoch: int, total_steps: int):
+def _boundaries(config, steps_per_epoch: int):
   every = lambda epochs: max(1, round(epochs * steps_per_epoch))
   return {'log': config.log_every_steps,
           'eval': every(config.eval_every_epochs),
@@ -150,7 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       jax.process_count()), batch_sharding) for name, arrays in splits.items()}
   steps_per_epoch = train_data.steps_per_epoch
   total_steps = max(1, round(config.num_epochs * steps_per_epoch))
-  intervals = _boundaries(config, steps_per_epoch, total_steps)
+  intervals = _boundaries(config, steps_per_epoch)
 
   # ---- Model and optimizer ----------------------------------------------------
   model = models.build(config.model)
