@@ -8,7 +8,7 @@ from research import checkpoints
 from research import configlib
 from research import train
 from research.data import tfds_source
-from tests.conftest import MNIST_FILES
+from tests.conftest import MNIST_FILES, read_jsonl
 from tests.test_train import load_config
 
 
@@ -63,3 +63,21 @@ def test_dataset_file_with_a_wrong_checksum(tmp_path):
   config.data_dir, config.manual_dir = str(tmp_path / 'tfds'), str(manual)
   with pytest.raises(tfds_source.DataError, match='checksum'):
     tfds_source.load_splits(config, {'test': 'test'})
+
+
+def test_half_written_checkpoint_is_never_loaded(tmp_path):
+  """A save cut short leaves Orbax's uncommitted tmp folder; resume ignores it
+  and uses the last committed checkpoint."""
+  config = load_config('neuron', 'test')
+  config.checkpoint_every_epochs = 100
+  train.train_and_evaluate(config, tmp_path)
+  ckpts = tmp_path / 'checkpoints'
+  shutil.copytree(ckpts / '300', ckpts / '400.orbax-checkpoint-tmp-1234')
+  for marker in (ckpts / '400.orbax-checkpoint-tmp-1234').rglob('commit_success.txt'):
+    marker.unlink()
+  config.num_epochs = 400
+  results = train.train_and_evaluate(config, tmp_path, allow_config_change=True)
+  assert results['step'] == 400
+  # Resumed from 300 and trained 301-400 (loading the tmp folder would train none).
+  assert any(r['step'] == 400 and 'train/loss' in r
+             for r in read_jsonl(tmp_path / 'metrics.jsonl'))
