@@ -8,10 +8,13 @@ import dataclasses
 import ml_collections
 
 from research import configlib
+from research.models.alexnet import AlexNet
+from research.models.googlenet import GoogLeNet
 from research.models.mlp import MLP
 from research.models.neuron import Neuron
 
-REGISTRY = {'mlp': MLP, 'neuron': Neuron}
+REGISTRY = {'alexnet': AlexNet, 'googlenet': GoogLeNet, 'mlp': MLP,
+            'neuron': Neuron}
 
 
 def build(model_config: ml_collections.ConfigDict):

@@ -30,3 +30,49 @@ class Linear(nn.Module):
                         jnp.float32)
     bias = self.param('bias', self.bias_init, (self.features,), jnp.float32)
     return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (1,)), ((), ()))) + bias
+
+
+def relu(module: nn.Module, x):
+  """ReLU, sowing 'pre_relu' and 'relu' on `module` for visualization (lucid
+  maximises pre-ReLU values: a dead ReLU gives no gradient)."""
+  module.sow('intermediates', 'pre_relu', x)
+  x = jax.nn.relu(x)
+  module.sow('intermediates', 'relu', x)
+  return x
+
+
+class ConvReLU(nn.Module):
+  """ReLU(convolution); with towers > 1 the input channels are split into that
+  many groups, each convolved separately (AlexNet's two GPUs) and concatenated.
+  Separate convolutions, because XLA's CPU grouped convolution
+  (feature_group_count > 1) is several times slower."""
+  features: int
+  kernel: int
+  stride: int = 1
+  padding: int | str = 'SAME'
+  towers: int = 1
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  bias_init: Initializer = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x):
+    parts = jnp.split(x, self.towers, axis=-1)
+    outs = [nn.Conv(self.features // self.towers, (self.kernel, self.kernel),
+                    strides=self.stride, padding=self.padding,
+                    kernel_init=self.kernel_init, bias_init=self.bias_init,
+                    name=f'tower{i}' if self.towers > 1 else 'conv')(part)
+            for i, part in enumerate(parts)]
+    return relu(self, jnp.concatenate(outs, axis=-1) if self.towers > 1
+                else outs[0])
+
+
+class DenseReLU(nn.Module):
+  """ReLU(fully connected)."""
+  features: int
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  bias_init: Initializer = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x):
+    return relu(self, nn.Dense(self.features, kernel_init=self.kernel_init,
+                               bias_init=self.bias_init, name='dense')(x))

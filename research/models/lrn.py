@@ -1,0 +1,19 @@
+"""Local response normalisation (Krizhevsky et al. 2012, section 3.3).
+
+b = a / (k + alpha * sum of a^2 over n neighbouring channels)^beta, with the
+paper's k=2, n=5, alpha=1e-4, beta=0.75. alpha is not divided by n (PyTorch's
+LocalResponseNorm divides; TF's local_response_normalization does not).
+"""
+import jax
+import jax.numpy as jnp
+
+
+def local_response_norm(x, k: float = 2.0, n: int = 5, alpha: float = 1e-4,
+                        beta: float = 0.75):
+  """x: (..., channels), normalised across the last axis."""
+  half = n // 2
+  window = (1,) * (x.ndim - 1) + (n,)
+  pad = [(0, 0)] * (x.ndim - 1) + [(half, half)]
+  sums = jax.lax.reduce_window(x * x, 0.0, jax.lax.add, window,
+                               (1,) * x.ndim, pad)
+  return x / jnp.power(k + alpha * sums, beta)

@@ -1,0 +1,93 @@
+"""AlexNet and GoogLeNet against their papers: parameter counts, every layer's
+output shape, local response normalisation and initialisation."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research import models
+from research.models import lrn
+
+
+def shapes(model, size, collections=('params', 'intermediates')):
+  """(logits, variables) as shapes only: nothing is computed."""
+  return jax.eval_shape(lambda: model.init_with_output(
+      jax.random.key(0), jnp.zeros((2, size, size, 3)), mutable=list(collections)))
+
+
+def count(params):
+  return sum(x.size for x in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize('towers,expected', [(2, 60_965_224), (1, 62_378_344)])
+def test_alexnet_parameter_count(towers, expected):
+  _, variables = shapes(models.AlexNet(towers=towers), 227)
+  assert count(variables['params']) == expected
+
+
+def test_alexnet_layer_shapes_and_towers():
+  logits, variables = shapes(models.AlexNet(), 227)
+  assert logits.shape == (2, 1000)
+  got = {k: v['relu'][0].shape[1:] for k, v in variables['intermediates'].items()}
+  assert got == {'conv1': (55, 55, 96), 'conv2': (27, 27, 256),
+                 'conv3': (13, 13, 384), 'conv4': (13, 13, 384),
+                 'conv5': (13, 13, 256), 'fc6': (4096,), 'fc7': (4096,)}
+  params = variables['params']
+  # Each tower sees half the channels: 5x5x48, 3x3x192 (paper, Figure 2).
+  assert params['conv2']['tower0']['kernel'].shape == (5, 5, 48, 128)
+  assert params['conv4']['tower1']['kernel'].shape == (3, 3, 192, 192)
+  assert params['conv5']['tower0']['kernel'].shape == (3, 3, 192, 128)
+  assert params['conv3']['conv']['kernel'].shape == (3, 3, 256, 384)
+
+
+def test_alexnet_initialisation_follows_section_5():
+  params = models.AlexNet().init(jax.random.key(0), jnp.zeros((1, 227, 227, 3)))['params']
+  one = {'conv2', 'conv4', 'conv5', 'fc6', 'fc7'}
+  for layer, sub in params.items():
+    for path, leaf in jax.tree_util.tree_flatten_with_path(sub)[0]:
+      name = path[-1].key
+      if name == 'bias':
+        assert np.all(np.asarray(leaf) == (1.0 if layer in one else 0.0)), layer
+      elif leaf.size > 10_000:
+        assert float(jnp.std(leaf)) == pytest.approx(0.01, rel=0.05), layer
+
+
+def test_lrn_matches_the_paper_formula():
+  a = np.random.default_rng(0).normal(size=(2, 3, 3, 9)).astype(np.float32) * 20
+  got = np.asarray(lrn.local_response_norm(jnp.asarray(a)))
+  want = np.empty_like(a)
+  for i in range(9):
+    window = a[..., max(0, i - 2):min(9, i + 3)]
+    want[..., i] = a[..., i] / (2 + 1e-4 * np.sum(window**2, -1))**0.75
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize('aux,expected', [(False, 6_998_552), (True, 13_378_280)])
+def test_googlenet_parameter_count(aux, expected):
+  _, variables = shapes(models.GoogLeNet(aux_heads=aux), 224)
+  assert count(variables['params']) == expected
+
+
+def test_googlenet_follows_table_1():
+  logits, variables = shapes(models.GoogLeNet(), 224,
+                             ('params', 'intermediates', 'aux_logits'))
+  assert logits.shape == (2, 1000)
+  out = {k.removeprefix('inception_'): v['output'][0].shape[1:]
+         for k, v in variables['intermediates'].items() if k.startswith('inception')}
+  assert out == {'3a': (28, 28, 256), '3b': (28, 28, 480), '4a': (14, 14, 512),
+                 '4b': (14, 14, 512), '4c': (14, 14, 512), '4d': (14, 14, 528),
+                 '4e': (14, 14, 832), '5a': (7, 7, 832), '5b': (7, 7, 1024)}
+  assert variables['params']['inception_3a']['5x5']['conv']['kernel'].shape == (5, 5, 16, 32)
+  assert {k: v[0].shape for k, v in variables['aux_logits'].items()} == {
+      '4a': (2, 1000), '4d': (2, 1000)}
+
+
+def test_googlenet_aux_heads_only_in_training():
+  model = models.GoogLeNet(num_classes=10)
+  x = jnp.zeros((1, 224, 224, 3))
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), x))['params']
+  apply = lambda train: jax.eval_shape(lambda p: model.apply(
+      {'params': p}, x, train=train, mutable=['aux_logits'],
+      rngs={'dropout': jax.random.key(1)}), params)[1]
+  assert not apply(False)
+  assert set(apply(True)['aux_logits']) == {'4a', '4d'}
