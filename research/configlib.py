@@ -32,6 +32,9 @@ def base() -> ml_collections.ConfigDict:
   c.data.restore_file_order = False
 
   c.loss = 'softmax_cross_entropy'
+  # Weight of the loss on logits a model sows as 'aux_logits' in training
+  # (GoogLeNet section 5: 0.3 for each auxiliary classifier).
+  c.aux_loss_weight = 0.3
   c.batch_size = 128          # global, split over all devices
   c.eval_batch_size = 1000    # global; eval sets are padded and masked to it
   c.num_epochs = 1.0

@@ -91,3 +91,35 @@ def test_googlenet_aux_heads_only_in_training():
       rngs={'dropout': jax.random.key(1)}), params)[1]
   assert not apply(False)
   assert set(apply(True)['aux_logits']) == {'4a', '4d'}
+
+
+def test_training_loss_adds_weighted_aux_losses():
+  """The loss in training is main + weight * each sown auxiliary classifier's
+  (GoogLeNet: 0.3, section 5), and evaluation ignores them."""
+  import flax.linen as nn
+  import optax
+  from research import losses, train
+
+  class WithAux(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train=False):
+      x = x.reshape((x.shape[0], -1))
+      if train or self.is_initializing():
+        self.sow('aux_logits', 'early', nn.Dense(3, name='aux')(x))
+      return nn.Dense(3, name='main')(x)
+
+  model, loss_fn = WithAux(), losses.get('softmax_cross_entropy')
+  images = jnp.asarray(np.random.default_rng(0).random((1, 4, 5), np.float32))
+  labels = jnp.array([[0, 1, 2, 1]], jnp.int32)
+  new_state = lambda: train.create_train_state(model, optax.sgd(0.0),
+                                               jax.random.key(0), images[0, :1])
+  params = new_state().params
+  batches = {'image': images, 'label': labels}
+  key = jax.random.key(1)
+  loss = lambda weight: float(train.make_train_chunk(model, loss_fn, weight)(
+      new_state(), batches, key)[1][0])
+  main = jnp.mean(loss_fn(model.apply({'params': params}, images[0]), labels[0]))
+  aux = jnp.mean(loss_fn(images[0] @ params['aux']['kernel']
+                         + params['aux']['bias'], labels[0]))
+  assert loss(0.0) == pytest.approx(float(main), rel=1e-5)
+  assert loss(0.3) == pytest.approx(float(main + 0.3 * aux), rel=1e-5)

@@ -96,3 +96,17 @@ def test_all_configs_load_and_build():
       config = load_config(path.stem, arg)
       configlib.validate(config)
       models.build(config.model)
+
+
+def test_one_step_per_call_trains_like_a_scanned_chunk(tmp_path):
+  """steps_per_call=1 (how convolutional nets run: no while loop) and chunks of
+  100 steps in one lax.scan give the same parameters."""
+  params = []
+  for steps_per_call in (1, 100):
+    config = load_config('neuron', 'test')
+    config.steps_per_call = steps_per_call
+    workdir = tmp_path / str(steps_per_call)
+    train.train_and_evaluate(config, workdir)
+    params.append(checkpoints.load_latest(workdir)[0]['params']['unit'])
+  for name in ('kernel', 'bias'):
+    np.testing.assert_allclose(params[0][name], params[1][name], rtol=1e-6)

@@ -13,6 +13,7 @@ Initialisation (section 5): weights N(0, 0.01); biases 1 in conv2, conv4, conv5,
 fc6 and fc7, 0 elsewhere.
 """
 import functools
+from typing import ClassVar
 
 import flax.linen as nn
 
@@ -28,6 +29,7 @@ def _pool(x):
 
 
 class AlexNet(nn.Module):
+  input_size: ClassVar[int] = 227  # gives the paper's 55x55 conv1 maps
   num_classes: int = 1000
   towers: int = 2
   dropout: float = 0.5

@@ -10,6 +10,8 @@ conv 128, fc 1024, dropout 0.7, linear; loss weight 0.3 in training) add
 6,379,728, for 13,378,280. Their logits are sown in the 'aux_logits'
 collection in training only.
 """
+from typing import ClassVar
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -74,6 +76,7 @@ class AuxHead(nn.Module):
 
 
 class GoogLeNet(nn.Module):
+  input_size: ClassVar[int] = 224
   num_classes: int = 1000
   aux_heads: bool = True
   dropout: float = 0.4
