@@ -123,3 +123,11 @@ def test_training_loss_adds_weighted_aux_losses():
                          + params['aux']['bias'], labels[0]))
   assert loss(0.0) == pytest.approx(float(main), rel=1e-5)
   assert loss(0.3) == pytest.approx(float(main + 0.3 * aux), rel=1e-5)
+
+
+def test_lrn_fast_path_equals_the_general_power():
+  a = jnp.asarray(np.random.default_rng(1).normal(size=(4, 5, 16)) * 30,
+                  jnp.float32)
+  fast = lrn.local_response_norm(a, beta=0.75)
+  general = lrn.local_response_norm(a, beta=0.7500001)  # takes jnp.power
+  np.testing.assert_allclose(fast, general, rtol=1e-5)
