@@ -92,3 +92,24 @@ def test_eval_batches_pad_and_mask():
   batches = pipeline.eval_batches(arrays, 10)
   assert batches['image'].shape == (3, 10, 2)
   assert batches['mask'].sum() == 25 and not batches['mask'][2, 5:].any()
+
+
+def test_processes_preparing_the_same_dataset_at_once_both_succeed(tmp_path):
+  """launch.multihost_local on a fresh machine: every process prepares MNIST
+  into the same data_dir; the one whose rename comes second must go on."""
+  import subprocess
+  import sys
+  from tests.conftest import REPO
+  script = (
+      'import sys, ml_collections\n'
+      'from research.data import tfds_source\n'
+      f'c = ml_collections.ConfigDict(dict(name="mnist", data_dir="{tmp_path}",'
+      f' manual_dir="{MNIST_FILES}", restore_file_order=False))\n'
+      'print(len(tfds_source.load_splits(c, {"t": "test[:10]"})["t"]["label"]))\n')
+  procs = [subprocess.Popen([sys.executable, '-c', script], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for _ in range(2)]
+  for proc in procs:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert out.strip().splitlines()[-1] == '10'

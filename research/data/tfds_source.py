@@ -86,7 +86,14 @@ def load_splits(data_config, specs: dict) -> dict:
     raise DataError(f'Unknown dataset {data_config.name!r}: {e}. Fix '
                     '--config.data.name.') from e
   if not builder.is_prepared():
-    _prepare(builder, data_config.manual_dir)
+    try:
+      _prepare(builder, data_config.manual_dir)
+    except DataError:
+      # The processes of a multi-process run on one machine prepare together;
+      # the first to finish wins, the others' final rename fails.
+      builder = tfds.builder(data_config.name, data_dir=data_config.data_dir)
+      if not builder.is_prepared():
+        raise
 
   whole = {}  # base split name -> arrays, each loaded once
   def split_arrays(name):
