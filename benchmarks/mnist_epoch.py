@@ -39,9 +39,8 @@ def jax_epochs(config, arrays, num_epochs):
   model = models.build(config.model)
   tx, _ = optim.create(config.optimizer, data.steps_per_epoch,
                        data.steps_per_epoch * num_epochs)
-  state = jax.jit(lambda k: train.create_train_state(
-      model, tx, k, arrays['image'][:1]), out_shardings=mesh_lib.replicated(mesh))(
-          jax.random.key(0))
+  state = train.create_train_state(model, tx, jax.random.key(0),
+                                   arrays['image'][:1], mesh)
   chunk = config.steps_per_call
   key = jax.random.key(1)
   first = mesh_lib.to_global(data.chunk(0, chunk), sharding)

@@ -54,8 +54,8 @@ def main(_):
   batches = mesh_lib.to_global({'image': images, 'label': labels},
                                mesh_lib.stacked_batches(mesh))
   tx = optax.sgd(0.01, momentum=0.9)
-  state = jax.jit(lambda k: train.create_train_state(model, tx, k, images[0, :1]),
-                  out_shardings=mesh_lib.replicated(mesh))(jax.random.key(0))
+  state = train.create_train_state(model, tx, jax.random.key(0), images[0, :1],
+                                   mesh)
   params = sum(x.size for x in jax.tree.leaves(state.params))
   key = jax.random.key(1)
   # One step per call, as configs of convolutional nets run (steps_per_call=1).

@@ -8,6 +8,7 @@ import difflib
 import math
 
 import ml_collections
+from flax import traverse_util
 from ml_collections import config_dict
 
 
@@ -155,18 +156,8 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 LOCATION_KEYS = ('data.data_dir', 'data.manual_dir')
 
 
-def _flatten(tree: dict, prefix: str = '') -> dict:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      out[f'{prefix}{key}'] = value
-  return out
-
-
 def differences(saved: dict, new: dict) -> list[str]:
   """'key: saved -> new' for each experiment key that differs."""
-  a, b = _flatten(saved), _flatten(new)
+  a, b = (traverse_util.flatten_dict(d, sep='.') for d in (saved, new))
   return [f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(a.keys() | b.keys())
           if k not in LOCATION_KEYS and a.get(k) != b.get(k)]

@@ -44,10 +44,16 @@ def to_float(images):
   return images.astype(jnp.float32)
 
 
-def create_train_state(model, tx, rng, sample_images) -> train_state.TrainState:
-  params = model.init(rng, to_float(sample_images), train=False)['params']
-  return train_state.TrainState.create(apply_fn=model.apply, params=params,
-                                       tx=tx)
+def create_train_state(model, tx, rng, sample_images,
+                       mesh) -> train_state.TrainState:
+  """Initialises params and optimizer state in one compiled call, replicated
+  over `mesh`."""
+  def init(rng, sample_images):
+    params = model.init(rng, to_float(sample_images), train=False)['params']
+    return train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                         tx=tx)
+  return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(rng,
+                                                                sample_images)
 
 
 def make_train_chunk(model, loss_fn, aux_loss_weight: float = 0.0):
@@ -173,8 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                    total_steps)
   init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
   sample = train_data.arrays['image'][:1]
-  state = jax.jit(functools.partial(create_train_state, model, tx),
-                  out_shardings=mesh_lib.replicated(mesh))(init_key, sample)
+  state = create_train_state(model, tx, init_key, sample, mesh)
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('%s: %s parameters, %d devices, %d steps of %d (%d per epoch)',
                config.model.name, f'{num_params:,}', mesh.devices.size,

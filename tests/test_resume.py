@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+from flax import traverse_util
 
 from research import checkpoints
 from tests.conftest import REPO, read_jsonl, run_cli
@@ -37,7 +38,8 @@ def assert_same_run(a, b):
   results = [json.loads((d / 'results.json').read_text()) for d in (a, b)]
   for key in ('test/accuracy', 'test/loss', 'validation/accuracy', 'step'):
     assert results[0][key] == results[1][key], key
-  params = [dict(_leaves(checkpoints.load_latest(d)[0]['params'])) for d in (a, b)]
+  params = [traverse_util.flatten_dict(checkpoints.load_latest(d)[0]['params'],
+                                       sep='/') for d in (a, b)]
   assert params[0].keys() == params[1].keys()
   for name in params[0]:
     np.testing.assert_array_equal(params[0][name], params[1][name], name)
@@ -81,10 +83,3 @@ def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
   assert f'Resumed from the checkpoint at step {stopped_at}' in rerun.stderr
   assert_same_run(whole, termed)
 
-
-def _leaves(tree, prefix=''):
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      yield from _leaves(value, f'{prefix}{key}/')
-    else:
-      yield f'{prefix}{key}', np.asarray(value)
