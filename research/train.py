@@ -151,8 +151,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   workdir.mkdir(parents=True, exist_ok=True)
   _check_same_experiment(config, workdir, allow_config_change)
   is_writer = jax.process_index() == 0
-  if is_writer:
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
 
   # ---- Mesh -------------------------------------------------------------------
   mesh = mesh_lib.make_mesh()
@@ -218,6 +216,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state, loop = ckpt.restore(resumed, state)
     logging.info('Resumed from the checkpoint at step %d.', resumed)
   log = logs.MetricsLog(workdir, resumed)
+  if is_writer:  # only now: a run refused above must not claim the workdir
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
 
   # ---- Loop -------------------------------------------------------------------
   step = int(state.step)

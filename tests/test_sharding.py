@@ -34,3 +34,5 @@ def test_batch_that_does_not_divide_over_devices_is_refused(tmp_path):
   assert proc.returncode != 0
   assert '--config.batch_size=8 or 16' in proc.stderr
   assert 'Traceback' not in proc.stderr
+  # The refused run leaves no config.json, so the corrected command may run here.
+  assert not (tmp_path / 'config.json').exists()
