@@ -1,15 +1,19 @@
 r"""Training-step throughput of any registered model.
 
   python -m research.bench --model=alexnet --batch=32 [--steps=10]
+      [--dtype=bfloat16] [--mesh_model=2]
 
 Times full training steps (forward, backward, SGD-momentum update) through the
-training loop's own compiled chunk function, on random images of the model's
-input size and 1000 classes, after compiling ahead of time. FLOPs per step come
-from XLA's cost analysis of that executable; the peak they are compared with is
-a large float32 matmul timed in the same run. Prints a table, then one JSON
-line: images_per_s, step_s, compile_s, mfu, params, and more. (float32 only for
-now: bfloat16 needs a dtype field on the models.)
+training loop's own state and compiled chunk function, on random images of the
+model's input size and 1000 classes, after compiling ahead of time. `--dtype`
+is the models' compute dtype (params stay float32); `--mesh_model=2` runs
+AlexNet's towers one per device (section 3.2) on a (devices / 2, 2) mesh.
+FLOPs per step come from XLA's cost analysis of that executable; the peak they
+are compared with is a large matmul in the same dtype, timed in the same run.
+Prints a table, then one JSON line: images_per_s, step_s, compile_s, mfu,
+params, dtype, and more.
 """
+import dataclasses
 import json
 import time
 
@@ -29,6 +33,13 @@ _MODEL = flags.DEFINE_string('model', 'alexnet', 'A key of models.REGISTRY.')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Global batch size.')
 _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps after one warm-up.')
 _SIZE = flags.DEFINE_integer('image_size', 0, '0: the model\'s own size.')
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                           'Compute dtype of the model and the peak matmul.')
+_MESH_MODEL = flags.DEFINE_integer(
+    'mesh_model', 1, 'Size of the mesh\'s model axis (AlexNet: 2 puts each '
+    'tower on its own device).')
+_PEAK_SIZE = flags.DEFINE_integer('peak_size', 2048,
+                                  'Side of the square matmul timed as peak.')
 
 
 def matmul_peak(dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -43,10 +54,28 @@ def matmul_peak(dtype, n: int = 2048, repeats: int = 10) -> float:
   return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
+def build(name: str, dtype: str):
+  cls = models.REGISTRY[name]
+  if 'dtype' in {f.name for f in dataclasses.fields(cls)}:
+    return cls(num_classes=1000, dtype=dtype)
+  if dtype != 'float32':
+    raise app.UsageError(f'Model {name!r} has no dtype field; use '
+                         '--dtype=float32.')
+  return cls(num_classes=1000)
+
+
 def main(_):
-  model = models.REGISTRY[_MODEL.value](num_classes=1000)
+  model = build(_MODEL.value, _DTYPE.value)
+  dtype = jnp.dtype(_DTYPE.value)
   size = _SIZE.value or getattr(model, 'input_size', 224)
-  mesh = mesh_lib.make_mesh()
+  # The context mesh, as in training: AlexNet's towers look for 'model' there.
+  mesh = mesh_lib.make_mesh(_MESH_MODEL.value)
+  with mesh_lib.context(mesh):
+    run(model, dtype, size, mesh)
+
+
+def run(model, dtype, size, mesh):
+  """Times training steps on random images and prints the figures."""
   mesh_lib.check_divisible('batch', _BATCH.value, mesh)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (1, _BATCH.value, size, size, 3), dtype=np.uint8)
@@ -72,21 +101,23 @@ def main(_):
     state, step_losses = compiled(state, batches, key)
   jax.block_until_ready(step_losses)
   step_s = (time.perf_counter() - start) / _STEPS.value
-  peak = matmul_peak(jnp.float32)
+  peak = matmul_peak(dtype, _PEAK_SIZE.value)
   achieved = flops_per_step / step_s
   out = {'model': _MODEL.value, 'batch': _BATCH.value, 'image_size': size,
-         'dtype': 'float32', 'device': jax.devices()[0].device_kind,
-         'devices': jax.device_count(), 'params': int(params),
+         'dtype': dtype.name, 'device': jax.devices()[0].device_kind,
+         'devices': jax.device_count(), 'mesh': dict(mesh.shape),
+         'params': int(params),
          'compile_s': compile_s, 'step_s': step_s,
          'images_per_s': _BATCH.value / step_s,
          'flops_per_step': flops_per_step, 'achieved_flops_per_s': achieved,
          'peak_matmul_flops_per_s': peak, 'mfu': achieved / peak}
   print(f"{out['model']} batch {out['batch']} {size}x{size} {out['dtype']} on "
-        f"{out['device']} x{out['devices']}: {out['images_per_s']:.1f} images/s, "
+        f"{out['device']} x{out['devices']} (mesh data {mesh.shape['data']}, "
+        f"model {mesh.shape['model']}): {out['images_per_s']:.1f} images/s, "
         f"step {step_s * 1e3:.1f} ms, compile {compile_s:.1f} s")
   print(f'{flops_per_step / 1e9:.1f} GFLOP/step, achieved '
-        f'{achieved / 1e9:.1f} GFLOP/s, matmul peak {peak / 1e9:.1f} GFLOP/s, '
-        f'MFU {out["mfu"]:.1%}')
+        f'{achieved / 1e9:.1f} GFLOP/s, {out["dtype"]} matmul peak '
+        f'{peak / 1e9:.1f} GFLOP/s, MFU {out["mfu"]:.1%}')
   print(json.dumps(out))
 
 

@@ -23,6 +23,12 @@ def base() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.name = config_dict.placeholder(str)  # a key of research.models.REGISTRY
 
+  # Devices as a (data, model) mesh: the batch splits over devices // model;
+  # model = 2 puts each of AlexNet's towers on its own device, as on the
+  # paper's two GPUs (section 3.2). Other params stay replicated.
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.model = 1
+
   c.data = ml_collections.ConfigDict()
   c.data.name = config_dict.placeholder(str)   # a TFDS name, or an in-memory source
   c.data.data_dir = config_dict.placeholder(str)    # TFDS data_dir; None: TFDS default
@@ -31,6 +37,22 @@ def base() -> ml_collections.ConfigDict:
   c.data.eval_splits = ml_collections.ConfigDict({'test': 'test'})
   # Undo TFDS's hash shuffle so 'train[:50000]' means the file's first 50,000.
   c.data.restore_file_order = False
+  # Big sets (ImageNet) stream through tf.data with the papers' augmentation;
+  # small ones are held in memory. See research/data/pipeline.py.
+  c.data.streaming = False
+  # Side of the square images the model sees; 0: as stored. Streamed: the crop
+  # (224, AlexNet 227); in memory: stored images are resized to it on the device.
+  c.data.image_size = 0
+  c.data.channels = 0            # 3 repeats a grey channel (MNIST into RGB nets)
+  # Model input = pixel_scale * stored/255 - pixel_mean (per channel). AlexNet
+  # (section 2) sees raw 0..255 values minus the training set's mean: its
+  # N(0, 0.01) weights keep no signal from inputs 255 times smaller.
+  c.data.pixel_scale = 1.0
+  c.data.pixel_mean = ()
+  c.data.resize_to = 256         # streamed: shorter side, then central square
+  c.data.augment = 'none'        # streamed training: none | crop_flip | alexnet
+  c.data.eval_crops = 1          # streamed eval: 1 (centre) or 10 (AlexNet 4.1)
+  c.data.shuffle_buffer = 10_000
 
   c.loss = 'softmax_cross_entropy'
   # Weight of the loss on logits a model sows as 'aux_logits' in training
@@ -104,6 +126,10 @@ def validate(config: ml_collections.ConfigDict):
     _need(math.isfinite(value) and value > 0,
           f'config.{key} is {value!r}; it must be a positive number '
           f'(--config.{key}=X).')
+  model = config.mesh.model
+  _need(isinstance(model, int) and model > 0,
+        f'config.mesh.model is {model!r}; it must be a positive integer that '
+        'divides the device count (--config.mesh.model=1).')
   lr = config.optimizer.learning_rate
   _need(math.isfinite(lr) and lr > 0,
         f'config.optimizer.learning_rate is {lr!r}; it must be positive '
@@ -122,6 +148,31 @@ def validate(config: ml_collections.ConfigDict):
   _need(config.early_stopping.mode in ('min', 'max'),
         f'config.early_stopping.mode is {config.early_stopping.mode!r}; '
         "use 'min' or 'max'.")
+  validate_data(config.data)
+
+
+AUGMENTATIONS = ('none', 'crop_flip', 'alexnet')
+
+
+def validate_data(data):
+  """Checks config.data; streamed sources call it too."""
+  _need(data.image_size >= 0 and data.channels in (0, 1, 3),
+        f'config.data.image_size={data.image_size!r} must be >= 0 and '
+        f'config.data.channels={data.channels!r} one of 0 (as stored), 1, 3.')
+  choose('augmentation (config.data.augment)', data.augment, AUGMENTATIONS)
+  _need(data.eval_crops in (1, 10),
+        f'config.data.eval_crops is {data.eval_crops!r}; use 1 (centre crop) '
+        'or 10 (corners, centre and their mirror images).')
+  if not data.streaming:
+    _need(data.augment == 'none' and data.eval_crops == 1,
+          'config.data.augment and config.data.eval_crops apply to streamed '
+          'datasets only; set --config.data.streaming=True or leave them at '
+          "'none' and 1.")
+  else:
+    _need(data.image_size > 0 and data.resize_to >= data.image_size,
+          f'Streaming needs config.data.image_size > 0 (the crop, e.g. 224) '
+          f'and config.data.resize_to >= it; got {data.image_size} and '
+          f'{data.resize_to}.')
 
 
 def choose(kind: str, name: str, choices) -> None:

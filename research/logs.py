@@ -36,10 +36,11 @@ class MetricsLog:
 
 
 def progress(step: int, total: int, steps_per_epoch: int, loss: float,
-             examples_per_s: float, seconds_left: float):
-  logging.info('step %d/%d (epoch %.2f) loss %.4f | %s examples/s | %s left',
-               step, total, step / steps_per_epoch, loss,
-               f'{examples_per_s:,.0f}', _duration(seconds_left))
+             examples_per_s: float, data_share: float, seconds_left: float):
+  logging.info('step %d/%d (epoch %.2f) loss %.4f | %s examples/s | '
+               'input %.0f%% of time | %s left', step, total,
+               step / steps_per_epoch, loss, f'{examples_per_s:,.0f}',
+               100 * data_share, _duration(seconds_left))
 
 
 def _duration(seconds: float) -> str:

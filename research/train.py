@@ -13,6 +13,8 @@ import functools
 import json
 import time
 
+import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -44,23 +46,94 @@ def to_float(images):
   return images.astype(jnp.float32)
 
 
-def create_train_state(model, tx, rng, sample_images,
-                       mesh) -> train_state.TrainState:
-  """Initialises params and optimizer state in one compiled call, replicated
-  over `mesh`."""
-  def init(rng, sample_images):
-    params = model.init(rng, to_float(sample_images), train=False)['params']
-    return train_state.TrainState.create(apply_fn=model.apply, params=params,
-                                         tx=tx)
-  return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(rng,
-                                                                sample_images)
+def make_prepare(image_size: int = 0, channels: int = 0, scale: float = 1.0,
+                 mean=()):
+  """Stored pixels -> model input, on the device: [0, 1] floats times `scale`
+  minus the per-channel `mean`, resized (bilinear) to image_size x image_size
+  and a grey channel repeated to `channels`; so MNIST's 28x28 digits can feed
+  AlexNet's RGB input without a copy of the dataset at that size in host
+  memory. 0 leaves a dimension as is."""
+  def prepare(images):
+    x = to_float(images)
+    if image_size and x.shape[-3:-1] != (image_size, image_size):
+      x = jax.image.resize(
+          x, x.shape[:-3] + (image_size, image_size, x.shape[-1]), 'bilinear')
+    if channels and x.shape[-1] != channels:
+      x = jnp.repeat(x, channels // x.shape[-1], axis=-1)
+    return x * scale - jnp.asarray(mean or 0.0, jnp.float32)
+  return prepare
 
 
-def make_train_chunk(model, loss_fn, aux_loss_weight: float = 0.0):
+def crop_averaged_logits(model, params, images):
+  """Logits of a batch of inputs; for (B, crops, H, W, C) images the log of the
+  softmax averaged over the crops (AlexNet section 4.1's 10-patch test), which
+  ranks classes as that average and gives its cross-entropy."""
+  if images.ndim != 5:
+    return model.apply({'params': params}, images, train=False)
+  b, crops = images.shape[:2]
+  logits = model.apply({'params': params}, images.reshape((b * crops,)
+                                                          + images.shape[2:]),
+                       train=False)
+  probs = jax.nn.softmax(logits.reshape((b, crops, -1)), axis=-1)
+  return jnp.log(jnp.mean(probs, axis=1))
+
+
+class TrainState(train_state.TrainState):
+  """flax's TrainState whose updates keep its arrays' shardings.
+
+  Without the constraint XLA picks the updated state's shardings itself: with
+  a 'model' axis it split replicated params (conv3, fc6) over it, and the
+  step, compiled for the old placement, refused the new one. `shardings`
+  holds one sharding per leaf, in leaf order (a tuple: static fields must
+  hash); None leaves the choice to XLA.
+  """
+  shardings: tuple | None = flax.struct.field(pytree_node=False, default=None)
+
+  def apply_gradients(self, *, grads, **kwargs):
+    new = super().apply_gradients(grads=grads, **kwargs)
+    if self.shardings is None:
+      return new
+    return jax.lax.with_sharding_constraint(
+        new, jax.tree.unflatten(jax.tree.structure(new), self.shardings))
+
+
+def create_train_state(model, tx, rng, sample_images, mesh) -> TrainState:
+  """Initialises params and optimizer state in one compiled call, placed over
+  `mesh` as the model's partitioning metadata says (AlexNet's tower params
+  split over 'model', one tower per device); everything else replicated.
+
+  The state holds plain arrays (the metadata boxes are stripped), so the step,
+  checkpoints and the optimizer's masks see the same tree as on one device.
+  """
+  init_params = lambda rng, images: model.init(rng, to_float(images),
+                                               train=False)['params']
+  # Shapes and metadata only: nothing is computed.
+  boxed = jax.eval_shape(init_params, rng, sample_images)
+  param_shardings = mesh_lib.param_shardings(boxed, mesh)
+
+  def init(rng, sample_images, shardings=None):
+    params = nn.unbox(init_params(rng, sample_images))
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                             shardings=shardings)
+
+  abstract = jax.eval_shape(init, rng, sample_images)
+  shardings = abstract.replace(
+      step=mesh_lib.replicated(mesh), params=param_shardings,
+      opt_state=mesh_lib.like_params(abstract.opt_state, abstract.params,
+                                     param_shardings, mesh))
+  flat = tuple(jax.tree.leaves(shardings))
+  return jax.jit(functools.partial(init, shardings=flat),
+                 out_shardings=shardings.replace(shardings=flat))(
+                     rng, sample_images)
+
+
+def make_train_chunk(model, loss_fn, aux_loss_weight: float = 0.0,
+                     prepare=to_float):
   """(state, batches (K, B, ...), key) -> (state, per-step losses (K,)).
 
   Logits a model sows in 'aux_logits' during training (GoogLeNet's auxiliary
-  classifiers) add their loss times `aux_loss_weight`.
+  classifiers) add their loss times `aux_loss_weight`. `prepare` turns stored
+  pixels into model input (see make_prepare).
   """
 
   def step(state, batch):
@@ -68,7 +141,7 @@ def make_train_chunk(model, loss_fn, aux_loss_weight: float = 0.0):
 
     def mean_loss(params):
       logits, extra = model.apply(
-          {'params': params}, to_float(batch['image']), train=True,
+          {'params': params}, prepare(batch['image']), train=True,
           rngs={'dropout': rng}, mutable=['aux_logits'])
       loss = jnp.mean(loss_fn(logits, batch['label']))
       for (aux,) in extra.get('aux_logits', {}).values():
@@ -92,14 +165,14 @@ def make_train_chunk(model, loss_fn, aux_loss_weight: float = 0.0):
   return train_chunk
 
 
-def make_eval_chunk(model, loss_fn):
-  """(params, batches (N, B, ...) with 'mask') -> summed counts."""
+def make_eval_chunk(model, loss_fn, prepare=to_float):
+  """(params, batches (N, B, ...) with 'mask') -> summed counts. Images
+  (N, B, crops, ...) are scored by their crop-averaged softmax."""
 
   @jax.jit
   def eval_chunk(params, batches):
     def counts(batch):
-      logits = model.apply({'params': params}, to_float(batch['image']),
-                           train=False)
+      logits = crop_averaged_logits(model, params, prepare(batch['image']))
       return metrics.classification_counts(
           logits, batch['label'], batch['mask'], loss_fn(logits, batch['label']))
     return jax.tree.map(lambda x: x.sum(0), jax.lax.map(counts, batches))
@@ -147,25 +220,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns the final metrics, also written to `workdir/results.json`.
   """
   configlib.validate(config)
+  # Also JAX's context mesh while training: AlexNet's towers find the 'model'
+  # axis there.
+  with mesh_lib.context(mesh_lib.make_mesh(config.mesh.model)) as mesh:
+    return _train_and_evaluate(config, workdir, allow_config_change, mesh)
+
+
+def _train_and_evaluate(config, workdir, allow_config_change, mesh) -> dict:
   workdir = checkpoints.absolute(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   _check_same_experiment(config, workdir, allow_config_change)
   is_writer = jax.process_index() == 0
 
   # ---- Mesh -------------------------------------------------------------------
-  mesh = mesh_lib.make_mesh()
   mesh_lib.check_divisible('batch_size', config.batch_size, mesh)
   mesh_lib.check_divisible('eval_batch_size', config.eval_batch_size, mesh)
   batch_sharding = mesh_lib.stacked_batches(mesh)
 
   # ---- Input ------------------------------------------------------------------
-  splits = pipeline.load(config.data)
-  train_data = pipeline.TrainBatches(
-      splits.pop('train'), config.batch_size, config.seed,
+  train_data, eval_sources = pipeline.create(
+      config.data, config.batch_size, config.eval_batch_size, config.seed,
       jax.process_index(), jax.process_count())
-  eval_data = {name: mesh_lib.to_global(pipeline.eval_batches(
-      arrays, config.eval_batch_size, jax.process_index(),
-      jax.process_count()), batch_sharding) for name, arrays in splits.items()}
+  # An in-memory split stays on the devices between evaluations.
+  eval_sources = {name: [mesh_lib.to_global(c, batch_sharding) for c in source]
+                  if isinstance(source, list) else source
+                  for name, source in eval_sources.items()}
+  prepare = make_prepare(config.data.image_size, config.data.channels,
+                         config.data.pixel_scale, config.data.pixel_mean)
   steps_per_epoch = train_data.steps_per_epoch
   total_steps = max(1, round(config.num_epochs * steps_per_epoch))
   intervals = _boundaries(config, steps_per_epoch)
@@ -176,7 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   tx, learning_rate = optim.create(config.optimizer, steps_per_epoch,
                                    total_steps)
   init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-  sample = train_data.arrays['image'][:1]
+  sample = np.asarray(prepare(train_data.sample_images()))
   state = create_train_state(model, tx, init_key, sample, mesh)
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('%s: %s parameters, %d devices, %d steps of %d (%d per epoch)',
@@ -184,8 +265,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                total_steps, config.batch_size, steps_per_epoch)
 
   # ---- Compiled step ----------------------------------------------------------
-  train_chunk = make_train_chunk(model, loss_fn, config.aux_loss_weight)
-  eval_chunk = make_eval_chunk(model, loss_fn)
+  train_chunk = make_train_chunk(model, loss_fn, config.aux_loss_weight,
+                                 prepare)
+  eval_chunk = make_eval_chunk(model, loss_fn, prepare)
   compiled = {}  # chunk length -> executable, compiled ahead so it is timed apart
 
   def executable(state, batches):
@@ -198,9 +280,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   def evaluate(params) -> dict:
     out = {}
-    for name, batches in eval_data.items():
-      out.update(metrics.finalize(
-          name, jax.device_get(eval_chunk(params, batches))))
+    for name, source in eval_sources.items():
+      sums = None
+      for chunk in source:
+        if not isinstance(source, list):
+          chunk = mesh_lib.to_global(chunk, batch_sharding)
+        counts = eval_chunk(params, chunk)
+        sums = counts if sums is None else jax.tree.map(jnp.add, sums, counts)
+      out.update(metrics.finalize(name, jax.device_get(sums)))
     return out
 
   # ---- Checkpoint and resume --------------------------------------------------
@@ -221,8 +308,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # ---- Loop -------------------------------------------------------------------
   step = int(state.step)
-  load = lambda first, last: mesh_lib.to_global(
-      train_data.chunk(first, last - first), batch_sharding)
+  # Seconds this run the loop spent fetching and placing input. The next chunk
+  # is fetched while the devices run the current one, so its share of the
+  # training time bounds how long they can have waited for data.
+  data_seconds = 0.0
+
+  def load(first, last):
+    nonlocal data_seconds
+    start = time.perf_counter()
+    out = mesh_lib.to_global(train_data.chunk(first, last - first),
+                             batch_sharding)
+    data_seconds += time.perf_counter() - start
+    return out
+
   eval_metrics, seconds_this_run, batches = {}, 0.0, None
   notice = preemption.Notice()
   try:
@@ -259,8 +357,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if plateau.enabled:
           lr *= plateau.scale(state.opt_state)
         log.write(step, {'train/loss': mean_loss, 'learning_rate': lr,
-                         'examples_per_second': rate})
+                         'examples_per_second': rate,
+                         'data_wait_share': data_seconds / seconds_this_run})
         logs.progress(step, total_steps, steps_per_epoch, mean_loss, rate,
+                      data_seconds / seconds_this_run,
                       (total_steps - step) * config.batch_size / rate)
 
       if _due(step, intervals['eval'], total_steps):
@@ -310,6 +410,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'compile_seconds': loop['compile_seconds'],
       'examples_per_second': ((step - (resumed or 0)) * config.batch_size
                               / max(seconds_this_run, 1e-9)),
+      'data_wait_share': data_seconds / max(seconds_this_run, 1e-9),
   }
   if is_writer:
     (workdir / 'results.json').write_text(json.dumps(results, indent=2))

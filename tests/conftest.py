@@ -26,6 +26,22 @@ def mnist_data_dir(tmp_path_factory):
   return str(data_dir)
 
 
+@pytest.fixture(scope='session')
+def ilsvrc_dirs(tmp_path_factory):
+  """(data_dir, manual_dir): a tiny ILSVRC2012 in the real download layout
+  (tests/ilsvrc_fixture.py), prepared once by TFDS's imagenet2012 builder."""
+  import ml_collections
+  from research.data import tfds_source
+  from tests import ilsvrc_fixture
+  root = tmp_path_factory.mktemp('ilsvrc')
+  manual_dir = ilsvrc_fixture.write(root / 'manual')
+  data_dir = root / 'tfds'
+  tfds_source.prepared_builder(ml_collections.ConfigDict({
+      'name': 'imagenet2012', 'data_dir': str(data_dir),
+      'manual_dir': str(manual_dir)}))
+  return data_dir, manual_dir
+
+
 def run_cli(*args, devices: int = 1, timeout: float = 300, check: bool = True,
             cwd=REPO) -> subprocess.CompletedProcess:
   """Runs `python -m research.main ARGS` with `devices` simulated CPU devices."""

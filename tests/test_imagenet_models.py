@@ -1,10 +1,14 @@
 """AlexNet and GoogLeNet against their papers: parameter counts, every layer's
-output shape, local response normalisation and initialisation."""
+output shape, local response normalisation, initialisation, and the bfloat16
+compute dtype."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
+from research import configlib
 from research import models
 from research.models import lrn
 
@@ -17,6 +21,14 @@ def shapes(model, size, collections=('params', 'intermediates')):
 
 def count(params):
   return sum(x.size for x in jax.tree.leaves(params))
+
+
+def unbox(tree):
+  """Strips flax's partitioning boxes. Not nn.unbox: under a context mesh
+  that also applies their sharding, which shapes and host arrays refuse."""
+  return jax.tree.map(lambda x: x.unbox(apply_constraint=False)
+                      if isinstance(x, nn.Partitioned) else x, tree,
+                      is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
 @pytest.mark.parametrize('towers,expected', [(2, 60_965_224), (1, 62_378_344)])
@@ -32,16 +44,33 @@ def test_alexnet_layer_shapes_and_towers():
   assert got == {'conv1': (55, 55, 96), 'conv2': (27, 27, 256),
                  'conv3': (13, 13, 384), 'conv4': (13, 13, 384),
                  'conv5': (13, 13, 256), 'fc6': (4096,), 'fc7': (4096,)}
-  params = variables['params']
-  # Each tower sees half the channels: 5x5x48, 3x3x192 (paper, Figure 2).
-  assert params['conv2']['tower0']['kernel'].shape == (5, 5, 48, 128)
-  assert params['conv4']['tower1']['kernel'].shape == (3, 3, 192, 192)
-  assert params['conv5']['tower0']['kernel'].shape == (3, 3, 192, 128)
+  params = unbox(variables['params'])
+  # Each tower sees half the channels: 5x5x48, 3x3x192 (paper, Figure 2); the
+  # two towers' kernels are stacked on a leading axis.
+  assert params['conv2']['towers']['kernel'].shape == (2, 5, 5, 48, 128)
+  assert params['conv2']['towers']['bias'].shape == (2, 128)
+  assert params['conv4']['towers']['kernel'].shape == (2, 3, 3, 192, 192)
+  assert params['conv5']['towers']['kernel'].shape == (2, 3, 3, 192, 128)
   assert params['conv3']['conv']['kernel'].shape == (3, 3, 256, 384)
 
 
+def test_alexnet_towers_are_split_over_the_model_axis():
+  """Only the grouped layers' params carry a sharding, tower axis on 'model'
+  (section 3.2: one tower per GPU); the rest are replicated."""
+  _, variables = shapes(models.AlexNet(num_classes=10), 67, ('params',))
+  specs = nn.get_partition_spec(variables['params'])
+  split = {layer for layer, sub in specs.items()
+           if any(spec != P() for spec in jax.tree.leaves(
+               sub, is_leaf=lambda x: isinstance(x, P)))}
+  assert split == {'conv2', 'conv4', 'conv5'}
+  assert specs['conv4']['towers']['kernel'] == P('model', None, None, None,
+                                                 None)
+  assert specs['conv4']['towers']['bias'] == P('model', None)
+
+
 def test_alexnet_initialisation_follows_section_5():
-  params = models.AlexNet().init(jax.random.key(0), jnp.zeros((1, 227, 227, 3)))['params']
+  params = unbox(models.AlexNet().init(
+      jax.random.key(0), jnp.zeros((1, 227, 227, 3)))['params'])
   one = {'conv2', 'conv4', 'conv5', 'fc6', 'fc7'}
   for layer, sub in params.items():
     for path, leaf in jax.tree_util.tree_flatten_with_path(sub)[0]:
@@ -50,6 +79,8 @@ def test_alexnet_initialisation_follows_section_5():
         assert np.all(np.asarray(leaf) == (1.0 if layer in one else 0.0)), layer
       elif leaf.size > 10_000:
         assert float(jnp.std(leaf)) == pytest.approx(0.01, rel=0.05), layer
+  towers = params['conv4']['towers']['kernel']
+  assert not np.allclose(towers[0], towers[1])  # drawn apart, not copies
 
 
 def test_lrn_matches_the_paper_formula():
@@ -131,3 +162,63 @@ def test_lrn_fast_path_equals_the_general_power():
   fast = lrn.local_response_norm(a, beta=0.75)
   general = lrn.local_response_norm(a, beta=0.7500001)  # takes jnp.power
   np.testing.assert_allclose(fast, general, rtol=1e-5)
+
+
+def _params_like(model, size):
+  """Random params of the model's shapes, without compiling its init (XLA
+  takes minutes over GoogLeNet's on CPU): fan-in scaled normal kernels."""
+  _, variables = shapes(model, size, ('params',))
+  rng = np.random.default_rng(0)
+  def draw(path, x):
+    if path[-1].key == 'bias':
+      return jnp.zeros(x.shape, x.dtype)
+    fan_in = np.prod(x.shape[-4:-1] if x.ndim >= 4 else x.shape[:-1])
+    return jnp.asarray(rng.normal(size=x.shape) / np.sqrt(fan_in), x.dtype)
+  return jax.tree_util.tree_map_with_path(draw, unbox(variables['params']))
+
+
+@pytest.mark.parametrize('name,size', [('alexnet', 67), ('googlenet', 96)])
+def test_bfloat16_computes_in_bfloat16_with_float32_params_and_logits(
+    name, size):
+  cls = models.REGISTRY[name]
+  params = _params_like(cls(num_classes=10), size)
+  x = jnp.asarray(np.random.default_rng(1).random((2, size, size, 3)),
+                  jnp.float32)
+
+  def forward(dtype):
+    return jax.jit(lambda p: cls(num_classes=10, dtype=dtype).apply(
+        {'params': p}, x, train=True, rngs={'dropout': jax.random.key(0)},
+        mutable=['aux_logits', 'intermediates']))(params)
+
+  (want, want_extra), (got, got_extra) = forward('float32'), forward('bfloat16')
+  assert got.dtype == jnp.float32
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+  # The arithmetic really ran in bfloat16 (the layers' sown activations).
+  relu = jax.tree.leaves(got_extra['intermediates'])
+  assert relu and all(a.dtype == jnp.bfloat16 for a in relu)
+  scale = float(jnp.abs(want).max())
+  np.testing.assert_allclose(got, want, atol=0.05 * scale)
+  assert not np.array_equal(got, want)
+  aux = jax.tree.leaves(got_extra.get('aux_logits', {}))
+  assert len(aux) == (2 if name == 'googlenet' else 0)
+  for a, b in zip(aux, jax.tree.leaves(want_extra.get('aux_logits', {}))):
+    assert a.dtype == jnp.float32
+    np.testing.assert_allclose(a, b, atol=0.05 * float(jnp.abs(b).max()))
+
+
+def test_unknown_dtype_is_refused_with_the_nearest_name():
+  with pytest.raises(configlib.ConfigError, match="Did you mean 'bfloat16'"):
+    jax.eval_shape(lambda: models.AlexNet(num_classes=10, dtype='bfloat61').init(
+        jax.random.key(0), jnp.zeros((1, 67, 67, 3))))
+
+
+def test_lrn_in_bfloat16_sums_squares_in_float32():
+  """Activations of a few hundred: with the float32 sum the result is within
+  bfloat16 rounding of the float32 LRN (0.4% here); a bfloat16 sum of their
+  squares was 1.3% off."""
+  a = jnp.asarray(np.random.default_rng(2).normal(size=(2, 3, 3, 16)) * 300,
+                  jnp.float32)
+  got = lrn.local_response_norm(a.astype(jnp.bfloat16))
+  assert got.dtype == jnp.bfloat16
+  want = lrn.local_response_norm(a.astype(jnp.bfloat16).astype(jnp.float32))
+  np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=8e-3)

@@ -1,6 +1,8 @@
-"""Splits held in host memory, served as per-host numpy batches.
+"""Datasets by name, served as per-host numpy batches.
 
-Small datasets (MNIST, the stoplight) fit in memory. Each epoch is a permutation
+`create` picks the source: big sets (ImageNet, config.data.streaming) stream
+through tf.data with the papers' augmentation (research/data/streaming.py);
+small ones (MNIST, the stoplight) are held in memory, as below. Each epoch is a permutation
 drawn from (seed, epoch), so the data order depends only on the step: a resumed
 run sees exactly the batches an uninterrupted one would. Batches are gathered
 with numpy on the host (XLA's CPU gather is slower than the training step itself)
@@ -13,6 +15,45 @@ from research.data import stoplight
 from research.data import tfds_source
 
 IN_MEMORY = {'stoplight': stoplight.load}
+
+
+def create(data_config, batch_size: int, eval_batch_size: int, seed: int,
+           process_index: int = 0, process_count: int = 1):
+  """(training batches, {eval name: eval source}).
+
+  Training batches have `steps_per_epoch`, `sample_images()` and
+  `chunk(first_step, num_steps)` -> this host's rows of those steps' batches,
+  (num_steps, batch_size // process_count, ...), a function of the step only.
+  An eval source iterates over chunks (N, eval_batch_size // process_count,
+  ...) with a 'mask' that is False on padding; a list when the whole split is
+  one in-memory chunk that may stay on the devices between evaluations.
+  """
+  if data_config.streaming:
+    from research.data import streaming  # pylint: disable=g-import-not-at-top
+    train = streaming.StreamedTrainBatches(data_config, batch_size, seed,
+                                           process_index, process_count)
+    evals = {name: _Stacked(streaming, data_config, spec, eval_batch_size,
+                            process_index, process_count)
+             for name, spec in data_config.eval_splits.items()}
+    return train, evals
+  splits = load(data_config)
+  train = TrainBatches(splits.pop('train'), batch_size, seed, process_index,
+                       process_count)
+  evals = {name: [eval_batches(arrays, eval_batch_size, process_index,
+                               process_count)]
+           for name, arrays in splits.items()}
+  return train, evals
+
+
+class _Stacked:
+  """A streamed eval split as chunks of one batch each, re-iterable."""
+
+  def __init__(self, streaming, *args):
+    self._batches = streaming.eval_batches(*args)
+
+  def __iter__(self):
+    for batch in self._batches:
+      yield {k: v[None] for k, v in batch.items()}
 
 
 def load(data_config) -> dict:
@@ -58,6 +99,9 @@ class TrainBatches:
       out[i] = self.permutation(epoch)[pos * self.batch_size:
                                        (pos + 1) * self.batch_size]
     return out
+
+  def sample_images(self) -> np.ndarray:
+    return self.arrays['image'][:1]
 
   def chunk(self, first_step: int, num_steps: int) -> dict:
     idx = self.indices(first_step, num_steps)[:, self.rows]

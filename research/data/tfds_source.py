@@ -26,11 +26,35 @@ def _host_reachable(url: str, timeout_s: float = 3.0) -> bool:
     return False
 
 
+def _expected_files(builder) -> list:
+  """The download files `builder`'s config reads, by name.
+
+  TFDS lists every config's URLs on the builder (imagenette's six archives,
+  imagenet_resized's nine), so those with several configs are spelled out; a
+  manual-download set (imagenet2012) has URLs without file names.
+  """
+  config = builder.builder_config
+  if builder.name == 'imagenet2012':
+    return ['ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar']
+  if builder.name == 'imagenette':
+    return [f'{config.dirname}.tgz']
+  if builder.name == 'imagenet_resized':
+    parts = (['train_part1', 'train_part2'] if config.size == 64
+             else ['train'])
+    return [f'Imagenet{config.size}_{p}_npz.zip' for p in parts + ['val']]
+  return sorted({info.filename for info in builder.url_infos.values()
+                 if info.filename}) if builder.url_infos else []
+
+
 def _prepare(builder, manual_dir):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  expected = sorted({info.filename for info in builder.url_infos.values()
-                     if info.filename}) if builder.url_infos else []
+  expected = _expected_files(builder)
   name = builder.info.full_name
+  if not manual_dir and builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+    raise DataError(f'{name} is not prepared in {builder.data_dir_root!r} and '
+                    'cannot be downloaded by TFDS. Pass '
+                    '--config.data.manual_dir=DIR, a folder with '
+                    f'{", ".join(expected) or "its original files"}.')
   if manual_dir:
     if not os.path.isdir(manual_dir):
       raise DataError(f'config.data.manual_dir={manual_dir!r} is not a '
@@ -77,8 +101,8 @@ def _file_order(split: str, n: int) -> np.ndarray:
   return np.argsort(np.argsort(hashes))
 
 
-def load_splits(data_config, specs: dict) -> dict:
-  """Loads {key: split spec} (TFDS slicing syntax) as {key: {'image','label'}}."""
+def prepared_builder(data_config):
+  """The TFDS builder of config.data.name, prepared offline if need be."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
     builder = tfds.builder(data_config.name, data_dir=data_config.data_dir)
@@ -94,7 +118,13 @@ def load_splits(data_config, specs: dict) -> dict:
       builder = tfds.builder(data_config.name, data_dir=data_config.data_dir)
       if not builder.is_prepared():
         raise
+  return builder
 
+
+def load_splits(data_config, specs: dict) -> dict:
+  """Loads {key: split spec} (TFDS slicing syntax) as {key: {'image','label'}}."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = prepared_builder(data_config)
   whole = {}  # base split name -> arrays, each loaded once
   def split_arrays(name):
     if name not in whole:

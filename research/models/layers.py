@@ -1,11 +1,37 @@
-"""Layers shared by the models."""
-from typing import Callable
+"""Layers shared by the models.
+
+Every layer takes `dtype`, the dtype its arithmetic runs in (bfloat16 on
+accelerators); params stay float32 (flax's param_dtype), so updates are not
+rounded to 8 bits of mantissa.
+"""
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from research import configlib
+from research.models import fast_ops
+from research.models import towers as towers_lib
+
 Initializer = Callable[[jax.Array, tuple, jnp.dtype], jax.Array]
+Dtype = Any  # a jnp dtype or its name, as configs give it: 'bfloat16'
+DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+def compute_dtype(dtype: Dtype) -> jnp.dtype:
+  """A model's `dtype` field (often a config string) as a jnp dtype."""
+  name = dtype if isinstance(dtype, str) else jnp.dtype(dtype).name
+  configlib.choose('model dtype', name, DTYPES)
+  return jnp.dtype(name)
+
+
+def avg_pool(x, window: int, stride: int | None = None):
+  """Average pool summed in float32: a 7x7 window of bfloat16 values would
+  lose bits in a bfloat16 sum. Returns x's dtype."""
+  stride = stride or window
+  return nn.avg_pool(x.astype(jnp.float32), (window, window),
+                     strides=(stride, stride)).astype(x.dtype)
 
 # Fan-in initializers for a kernel stored (out, in).
 lecun_normal = nn.initializers.variance_scaling(
@@ -43,36 +69,43 @@ def relu(module: nn.Module, x):
 
 class ConvReLU(nn.Module):
   """ReLU(convolution); with towers > 1 the input channels are split into that
-  many groups, each convolved separately (AlexNet's two GPUs) and concatenated.
-  Separate convolutions, because XLA's CPU grouped convolution
-  (feature_group_count > 1) is several times slower."""
+  many groups, each convolved separately (AlexNet's two GPUs, section 3.2) and
+  concatenated: see `towers.TowerConv`, whose stacked params sit under
+  'towers' (one plain convolution's under 'conv')."""
   features: int
   kernel: int
   stride: int = 1
   padding: int | str = 'SAME'
   towers: int = 1
+  dtype: Dtype = jnp.float32
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x):
-    parts = jnp.split(x, self.towers, axis=-1)
-    outs = [nn.Conv(self.features // self.towers, (self.kernel, self.kernel),
-                    strides=self.stride, padding=self.padding,
-                    kernel_init=self.kernel_init, bias_init=self.bias_init,
-                    name=f'tower{i}' if self.towers > 1 else 'conv')(part)
-            for i, part in enumerate(parts)]
-    return relu(self, jnp.concatenate(outs, axis=-1) if self.towers > 1
-                else outs[0])
+    if self.towers > 1:
+      x = towers_lib.TowerConv(
+          self.features, self.kernel, self.towers, stride=self.stride,
+          padding=self.padding, dtype=self.dtype, kernel_init=self.kernel_init,
+          bias_init=self.bias_init, name='towers')(x)
+    else:
+      x = nn.Conv(self.features, (self.kernel, self.kernel),
+                  strides=self.stride, padding=self.padding, dtype=self.dtype,
+                  kernel_init=self.kernel_init, bias_init=self.bias_init,
+                  conv_general_dilated=fast_ops.conv_general_dilated,
+                  name='conv')(x)
+    return relu(self, x)
 
 
 class DenseReLU(nn.Module):
   """ReLU(fully connected)."""
   features: int
+  dtype: Dtype = jnp.float32
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x):
-    return relu(self, nn.Dense(self.features, kernel_init=self.kernel_init,
+    return relu(self, nn.Dense(self.features, dtype=self.dtype,
+                               kernel_init=self.kernel_init,
                                bias_init=self.bias_init, name='dense')(x))

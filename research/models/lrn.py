@@ -3,6 +3,10 @@
 b = a / (k + alpha * sum of a^2 over n neighbouring channels)^beta, with the
 paper's k=2, n=5, alpha=1e-4, beta=0.75. alpha is not divided by n (PyTorch's
 LocalResponseNorm divides; TF's local_response_normalization does not).
+
+In bfloat16 models the sum of squares and the power run in float32 (a sum of
+five squares of activations in the hundreds would keep 3 significant digits);
+the result has x's dtype.
 """
 import jax
 import jax.numpy as jnp
@@ -14,10 +18,11 @@ def local_response_norm(x, k: float = 2.0, n: int = 5, alpha: float = 1e-4,
   half = n // 2
   window = (1,) * (x.ndim - 1) + (n,)
   pad = [(0, 0)] * (x.ndim - 1) + [(half, half)]
-  sums = jax.lax.reduce_window(x * x, 0.0, jax.lax.add, window,
+  a = x.astype(jnp.float32)
+  sums = jax.lax.reduce_window(a * a, 0.0, jax.lax.add, window,
                                (1,) * x.ndim, pad)
   d = k + alpha * sums
   if beta == 0.75:  # d^-3/4 = rsqrt(d) sqrt(rsqrt(d)): no log/exp, LRN ~1.6x faster on CPU
     r = jax.lax.rsqrt(d)
-    return x * r * jnp.sqrt(r)
-  return x / jnp.power(d, beta)
+    return (a * r * jnp.sqrt(r)).astype(x.dtype)
+  return (a / jnp.power(d, beta)).astype(x.dtype)

@@ -1,0 +1,73 @@
+r"""GoogLeNet on ImageNet: Szegedy et al. 2014, sections 5 and 6.
+
+  python -m research.main --config=configs/googlenet.py --workdir=runs/googlenet \
+      --config.data.manual_dir=DIR   # ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar
+
+Training (section 6): SGD with momentum 0.9 and a fixed schedule that lowers
+the learning rate by 4% every 8 epochs; the auxiliary classifiers' losses weigh
+0.3 (section 5). The paper gives neither the base rate, the batch nor the weight
+decay: the rate and decay are Caffe's bvlc_googlenet values (0.01, 2e-4), the
+batch AlexNet's 128. Data:
+random 224x224 crops of images rescaled to 256 and their reflections (the
+paper's varied-aspect crops and photometric distortions are not reproduced);
+validation on the centre crop, or 10 crops with --config.data.eval_crops=10.
+
+Arguments (FILE:ARG):
+  'mnist'  the same network on MNIST digits upscaled to 80x80 RGB on the device
+           (offline, --config.data.manual_dir=../shared/data/mnist): proof that
+           it learns. 80 is about the smallest input that leaves the auxiliary
+           heads' 5x5/3 pool a 5x5 map at 4a.
+  'test'   a few steps on a slice, small images and batches, for CI
+           ('mnist,test' on MNIST; see configs/alexnet.py).
+"""
+from configs import alexnet
+from research import configlib
+
+MNIST_SIZE = 80
+
+
+def get_config(arg=None):
+  arg = configlib.parse_arg(arg, mnist=False, test=False)
+  c = configlib.base()
+  c.model.name = 'googlenet'
+  c.model.num_classes = 1000
+  c.model.aux_heads = True
+  c.aux_loss_weight = 0.3
+
+  c.data.name = 'imagenet2012'
+  c.data.streaming = True
+  c.data.image_size = 224
+  c.data.resize_to = 256
+  c.data.augment = 'crop_flip'
+  c.data.eval_crops = 1
+  c.data.train_split = 'train'
+  c.data.eval_splits = {'validation': 'validation'}
+
+  c.loss = 'softmax_cross_entropy'
+  c.optimizer.name = 'momentum'
+  c.optimizer.momentum = 0.9
+  c.optimizer.learning_rate = 0.01
+  c.optimizer.weight_decay = 2e-4
+  c.optimizer.schedule.name = 'exponential'
+  c.optimizer.schedule.decay_rate = 0.96       # -4% ...
+  c.optimizer.schedule.decay_every_epochs = 8  # ... every 8 epochs
+  c.batch_size = 128
+  c.eval_batch_size = 200
+  c.num_epochs = 250
+  c.log_every_steps = 100
+  c.steps_per_call = 1  # XLA's CPU convolutions are slow inside a scan
+
+  if arg.mnist:
+    alexnet.use_upscaled_mnist(c, MNIST_SIZE)
+    # After 30-40 steps of 128: 'lecun' 10.6% test (chance), 'he' 19.8%.
+    c.model.weight_init = 'he'
+    c.batch_size = 32  # Caffe's bvlc_googlenet batch: 4x the updates per epoch
+    c.num_epochs = 2
+    c.eval_every_epochs = 0.25
+    c.checkpoint_every_epochs = 0.25
+    c.eval_batch_size = 500
+  if arg.test:
+    alexnet.shrink_for_test(c, arg.mnist)
+    if not arg.mnist:  # the aux heads' pool needs a 5x5 map at 4a: >= 80
+      c.data.image_size, c.data.resize_to = 96, 112
+  return c
