@@ -222,3 +222,10 @@ def test_lrn_in_bfloat16_sums_squares_in_float32():
   assert got.dtype == jnp.bfloat16
   want = lrn.local_response_norm(a.astype(jnp.bfloat16).astype(jnp.float32))
   np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=8e-3)
+
+
+@pytest.mark.parametrize('model', [models.AlexNet, models.GoogLeNet])
+def test_unknown_weight_init_names_the_choices(model):
+  from research import configlib
+  with pytest.raises(configlib.ConfigError, match="Did you mean 'he'"):
+    shapes(model(weight_init='hee'), 96)

@@ -25,6 +25,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
+from research import configlib
 from research.models import fast_ops
 from research.models import layers
 from research.models import lrn
@@ -55,6 +56,7 @@ class AlexNet(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     dtype = layers.compute_dtype(self.dtype)
+    configlib.choose('AlexNet weight_init', self.weight_init, INITS)
     weights, hidden_bias = INITS[self.weight_init]
     conv = functools.partial(layers.ConvReLU, kernel_init=weights, dtype=dtype)
     x = conv(96, 11, stride=4, padding=0, name='conv1')(x)

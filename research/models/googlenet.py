@@ -19,6 +19,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
+from research import configlib
 from research.models import fast_ops
 from research.models import layers
 from research.models import lrn
@@ -106,6 +107,7 @@ class GoogLeNet(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     dtype = layers.compute_dtype(self.dtype)
+    configlib.choose('GoogLeNet weight_init', self.weight_init, INITS)
     init = INITS[self.weight_init]
     conv = functools.partial(layers.ConvReLU, dtype=dtype, kernel_init=init)
     x = _max_pool(conv(64, 7, stride=2, name='conv1')(x))
