@@ -115,3 +115,10 @@ def get_config(arg=None):
   if arg.test:
     shrink_for_test(c, arg.mnist)
   return c
+
+
+def get_sweeps(arg=None) -> dict:
+  """{sweep name: {config key: values}} for launch/sweep.py."""
+  del arg
+  return {'learning_rate': {'optimizer.learning_rate': [0.003, 0.01, 0.03]},
+          'init': {'model.weight_init': ['paper', 'he']}}

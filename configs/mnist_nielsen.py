@@ -43,3 +43,12 @@ def get_config(arg=None):
     c.num_epochs = 2
     c.log_every_steps = 100
   return c
+
+
+def get_sweeps(arg=None) -> dict:
+  """{sweep name: {config key: values}} for launch/sweep.py: Nielsen ch.1's
+  hidden sizes and learning rates, two seeds each."""
+  del arg
+  return {'hidden': {'model.hidden': [(15,), (30,), (100,)], 'seed': [0, 1]},
+          'learning_rate': {'optimizer.learning_rate': [0.5, 1.0, 3.0, 10.0],
+                            'seed': [0, 1]}}

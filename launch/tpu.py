@@ -30,6 +30,9 @@ _KEEP = flags.DEFINE_bool('keep', False, 'Do not delete the TPU VM at the end.')
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print the commands only.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'gs:// workdir of the run.',
                                required=True)
+_RESULTS_TO = flags.DEFINE_string(
+    'results_to', None, 'Local path for the run\'s results.json '
+    '(default: NAME_results.json here).')
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REMOTE = '~/research'
@@ -65,7 +68,8 @@ def main(argv):
   if not any(a.startswith('--config=') for a in run_args):
     sys.exit('Pass --config=configs/X.py (and any --config.a.b=value).')
   archive = str(pathlib.Path(tempfile.gettempdir()) / f'{_NAME.value}.tar.gz')
-  steps = commands(run_args, archive, f'{_NAME.value}_results.json')
+  results_to = _RESULTS_TO.value or f'{_NAME.value}_results.json'
+  steps = commands(run_args, archive, results_to)
   pack = ['git', '-C', str(REPO), 'archive', '--format=tar.gz', '-o', archive,
           'HEAD']
   if _DRY_RUN.value:

@@ -5,7 +5,8 @@ r"""Training-step throughput of any registered model.
 
 Times full training steps (forward, backward, SGD-momentum update) through the
 training loop's own state and compiled chunk function, on random images of the
-model's input size and 1000 classes, after compiling ahead of time. `--dtype`
+model's input size and 1000 classes (street_numbers: its length and digit
+heads at 54x54), after compiling ahead of time. `--dtype`
 is the models' compute dtype (params stay float32); `--mesh_model=2` runs
 AlexNet's towers one per device (section 3.2) on a (devices / 2, 2) mesh.
 FLOPs per step come from XLA's cost analysis of that executable; the peak they
@@ -56,6 +57,8 @@ def matmul_peak(dtype, n: int = 2048, repeats: int = 10) -> float:
 
 def build(name: str, dtype: str):
   cls = models.REGISTRY[name]
+  if name == 'street_numbers':  # its own heads: length and 5 digits
+    return cls(dtype=dtype)
   if 'dtype' in {f.name for f in dataclasses.fields(cls)}:
     return cls(num_classes=1000, dtype=dtype)
   if dtype != 'float32':
@@ -79,7 +82,14 @@ def run(model, dtype, size, mesh):
   mesh_lib.check_divisible('batch', _BATCH.value, mesh)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (1, _BATCH.value, size, size, 3), dtype=np.uint8)
-  labels = rng.integers(0, 1000, (1, _BATCH.value), dtype=np.int32)
+  sequence = hasattr(model, 'max_digits') and not model.per_digit
+  if sequence:  # rows [length, 5 digits (-1 absent)], as the data has them
+    length = rng.integers(1, model.max_digits + 1, (1, _BATCH.value, 1))
+    digits = rng.integers(0, 10, (1, _BATCH.value, model.max_digits))
+    digits[np.arange(model.max_digits) >= length] = -1
+    labels = np.concatenate([length, digits], -1).astype(np.int32)
+  else:
+    labels = rng.integers(0, 1000, (1, _BATCH.value), dtype=np.int32)
   batches = mesh_lib.to_global({'image': images, 'label': labels},
                                mesh_lib.stacked_batches(mesh))
   tx = optax.sgd(0.01, momentum=0.9)
@@ -88,7 +98,8 @@ def run(model, dtype, size, mesh):
   params = sum(x.size for x in jax.tree.leaves(state.params))
   key = jax.random.key(1)
   # One step per call, as configs of convolutional nets run (steps_per_call=1).
-  chunk = train.make_train_chunk(model, losses.get('softmax_cross_entropy'),
+  loss = 'sequence_log_likelihood' if sequence else 'softmax_cross_entropy'
+  chunk = train.make_train_chunk(model, losses.get(loss),
                                  aux_loss_weight=0.3)
   start = time.perf_counter()
   compiled = chunk.lower(state, batches, key).compile()

@@ -50,7 +50,11 @@ def base() -> ml_collections.ConfigDict:
   c.data.pixel_scale = 1.0
   c.data.pixel_mean = ()
   c.data.resize_to = 256         # streamed: shorter side, then central square
-  c.data.augment = 'none'        # streamed training: none | crop_flip | alexnet
+  # Training augmentation. Streamed: none | crop_flip | alexnet; in memory:
+  # none | random_crop (random image_size crops, centre crops in evaluation).
+  c.data.augment = 'none'
+  # Subtract each image's own mean (Goodfellow et al. 2013, section 5.1).
+  c.data.subtract_image_mean = False
   c.data.eval_crops = 1          # streamed eval: 1 (centre) or 10 (AlexNet 4.1)
   c.data.shuffle_buffer = 10_000
 
@@ -151,7 +155,8 @@ def validate(config: ml_collections.ConfigDict):
   validate_data(config.data)
 
 
-AUGMENTATIONS = ('none', 'crop_flip', 'alexnet')
+STREAMED_AUGMENTATIONS = ('none', 'crop_flip', 'alexnet')
+IN_MEMORY_AUGMENTATIONS = ('none', 'random_crop')
 
 
 def validate_data(data):
@@ -159,16 +164,21 @@ def validate_data(data):
   _need(data.image_size >= 0 and data.channels in (0, 1, 3),
         f'config.data.image_size={data.image_size!r} must be >= 0 and '
         f'config.data.channels={data.channels!r} one of 0 (as stored), 1, 3.')
-  choose('augmentation (config.data.augment)', data.augment, AUGMENTATIONS)
   _need(data.eval_crops in (1, 10),
         f'config.data.eval_crops is {data.eval_crops!r}; use 1 (centre crop) '
         'or 10 (corners, centre and their mirror images).')
   if not data.streaming:
-    _need(data.augment == 'none' and data.eval_crops == 1,
-          'config.data.augment and config.data.eval_crops apply to streamed '
-          'datasets only; set --config.data.streaming=True or leave them at '
-          "'none' and 1.")
+    choose('in-memory augmentation (config.data.augment; streamed datasets '
+           'have more)', data.augment, IN_MEMORY_AUGMENTATIONS)
+    _need(data.eval_crops == 1,
+          'config.data.eval_crops applies to streamed datasets only; set '
+          '--config.data.streaming=True or leave it at 1.')
+    _need(data.augment == 'none' or data.image_size > 0,
+          "config.data.augment='random_crop' needs the crop size in "
+          'config.data.image_size (e.g. 54).')
   else:
+    choose('streamed augmentation (config.data.augment)', data.augment,
+           STREAMED_AUGMENTATIONS)
     _need(data.image_size > 0 and data.resize_to >= data.image_size,
           f'Streaming needs config.data.image_size > 0 (the crop, e.g. 224) '
           f'and config.data.resize_to >= it; got {data.image_size} and '

@@ -35,10 +35,24 @@ def softmax_cross_entropy(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+def sequence_log_likelihood(logits, labels):
+  """-ln P(S | X) = -ln P(L = n | X) - sum_{i <= n} ln P(S_i = s_i | X)
+  (Goodfellow et al. 2013, section 3), for logits {'length': (B, 7),
+  'digits': (B, 5, 10)} and label rows [length class, digit 1..5]: a digit
+  head gets no gradient where its digit is absent (-1)."""
+  length = optax.softmax_cross_entropy_with_integer_labels(logits['length'],
+                                                           labels[:, 0])
+  digits = labels[:, 1:]
+  per_digit = optax.softmax_cross_entropy_with_integer_labels(
+      logits['digits'], jnp.maximum(digits, 0))
+  return length + jnp.sum(jnp.where(digits >= 0, per_digit, 0.0), -1)
+
+
 REGISTRY = {
     'sigmoid_quadratic': sigmoid_quadratic,
     'sigmoid_cross_entropy': sigmoid_cross_entropy,
     'softmax_cross_entropy': softmax_cross_entropy,
+    'sequence_log_likelihood': sequence_log_likelihood,
 }
 
 

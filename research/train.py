@@ -47,12 +47,13 @@ def to_float(images):
 
 
 def make_prepare(image_size: int = 0, channels: int = 0, scale: float = 1.0,
-                 mean=()):
+                 mean=(), subtract_image_mean: bool = False):
   """Stored pixels -> model input, on the device: [0, 1] floats times `scale`
-  minus the per-channel `mean`, resized (bilinear) to image_size x image_size
-  and a grey channel repeated to `channels`; so MNIST's 28x28 digits can feed
-  AlexNet's RGB input without a copy of the dataset at that size in host
-  memory. 0 leaves a dimension as is."""
+  minus the per-channel `mean` (or, with `subtract_image_mean`, each image's
+  own mean), resized (bilinear) to image_size x image_size and a grey channel
+  repeated to `channels`; so MNIST's 28x28 digits can feed AlexNet's RGB input
+  without a copy of the dataset at that size in host memory. 0 leaves a
+  dimension as is."""
   def prepare(images):
     x = to_float(images)
     if image_size and x.shape[-3:-1] != (image_size, image_size):
@@ -60,7 +61,10 @@ def make_prepare(image_size: int = 0, channels: int = 0, scale: float = 1.0,
           x, x.shape[:-3] + (image_size, image_size, x.shape[-1]), 'bilinear')
     if channels and x.shape[-1] != channels:
       x = jnp.repeat(x, channels // x.shape[-1], axis=-1)
-    return x * scale - jnp.asarray(mean or 0.0, jnp.float32)
+    x = x * scale - jnp.asarray(mean or 0.0, jnp.float32)
+    if subtract_image_mean:
+      x -= jnp.mean(x, axis=(-3, -2, -1), keepdims=True)
+    return x
   return prepare
 
 
@@ -173,8 +177,8 @@ def make_eval_chunk(model, loss_fn, prepare=to_float):
   def eval_chunk(params, batches):
     def counts(batch):
       logits = crop_averaged_logits(model, params, prepare(batch['image']))
-      return metrics.classification_counts(
-          logits, batch['label'], batch['mask'], loss_fn(logits, batch['label']))
+      return metrics.counts(logits, batch['label'], batch['mask'],
+                            loss_fn(logits, batch['label']))
     return jax.tree.map(lambda x: x.sum(0), jax.lax.map(counts, batches))
 
   return eval_chunk
@@ -246,7 +250,8 @@ def _train_and_evaluate(config, workdir, allow_config_change, mesh) -> dict:
                   if isinstance(source, list) else source
                   for name, source in eval_sources.items()}
   prepare = make_prepare(config.data.image_size, config.data.channels,
-                         config.data.pixel_scale, config.data.pixel_mean)
+                         config.data.pixel_scale, config.data.pixel_mean,
+                         config.data.subtract_image_mean)
   steps_per_epoch = train_data.steps_per_epoch
   total_steps = max(1, round(config.num_epochs * steps_per_epoch))
   intervals = _boundaries(config, steps_per_epoch)

@@ -59,3 +59,16 @@ def run_cli(*args, devices: int = 1, timeout: float = 300, check: bool = True,
 def read_jsonl(path) -> list:
   import json
   return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
+
+
+@pytest.fixture(scope='session')
+def multidigit_data_dir(tmp_path_factory):
+  """A TFDS data_dir with mnist_multidigit/small (2,000 / 500 / 500 numbers)
+  composed from the real MNIST files by the project's builder."""
+  import ml_collections
+  from research.data import tfds_source
+  data_dir = tmp_path_factory.mktemp('tfds_multidigit')
+  tfds_source.prepared_builder(ml_collections.ConfigDict({
+      'name': 'mnist_multidigit/small', 'data_dir': str(data_dir),
+      'manual_dir': str(MNIST_FILES)}))
+  return str(data_dir)

@@ -37,12 +37,31 @@ def create(data_config, batch_size: int, eval_batch_size: int, seed: int,
              for name, spec in data_config.eval_splits.items()}
     return train, evals
   splits = load(data_config)
+  crop = data_config.image_size if data_config.augment == 'random_crop' else 0
   train = TrainBatches(splits.pop('train'), batch_size, seed, process_index,
-                       process_count)
-  evals = {name: [eval_batches(arrays, eval_batch_size, process_index,
-                               process_count)]
+                       process_count, crop)
+  evals = {name: [eval_batches(center_crop(arrays, crop), eval_batch_size,
+                               process_index, process_count)]
            for name, arrays in splits.items()}
   return train, evals
+
+
+def _check_crop(images: np.ndarray, crop: int):
+  if crop > min(images.shape[1:3]):
+    raise configlib.ConfigError(
+        f'config.data.image_size={crop} is larger than the stored '
+        f'{images.shape[1]}x{images.shape[2]} images it is cropped from; '
+        'lower --config.data.image_size.')
+
+
+def center_crop(arrays: dict, crop: int) -> dict:
+  """The central crop x crop window of every image (evaluation); 0: as is."""
+  if not crop:
+    return arrays
+  images = arrays['image']
+  _check_crop(images, crop)
+  top, left = (images.shape[1] - crop) // 2, (images.shape[2] - crop) // 2
+  return {**arrays, 'image': images[:, top:top + crop, left:left + crop]}
 
 
 class _Stacked:
@@ -66,10 +85,18 @@ def load(data_config) -> dict:
 
 
 class TrainBatches:
-  """Shuffled fixed-size batches; this host's rows of each global batch."""
+  """Shuffled fixed-size batches; this host's rows of each global batch.
+
+  With `crop`, each image is a random crop x crop window of the stored one
+  (Goodfellow et al. 2013, section 5.1: 54x54 of 64x64), its position a
+  function of (seed, step, row) like the data order.
+  """
 
   def __init__(self, arrays: dict, batch_size: int, seed: int,
-               process_index: int = 0, process_count: int = 1):
+               process_index: int = 0, process_count: int = 1, crop: int = 0):
+    if crop:
+      _check_crop(arrays['image'], crop)
+    self.crop = crop
     self.arrays = arrays
     self.num_examples = len(arrays['label'])
     self.batch_size = batch_size
@@ -101,11 +128,27 @@ class TrainBatches:
     return out
 
   def sample_images(self) -> np.ndarray:
-    return self.arrays['image'][:1]
+    return center_crop({'image': self.arrays['image'][:1]}, self.crop)['image']
 
   def chunk(self, first_step: int, num_steps: int) -> dict:
     idx = self.indices(first_step, num_steps)[:, self.rows]
-    return {k: np.take(v, idx, axis=0) for k, v in self.arrays.items()}
+    out = {k: np.take(v, idx, axis=0) for k, v in self.arrays.items()}
+    if self.crop:
+      out['image'] = self._random_crops(out['image'], first_step)
+    return out
+
+  def _random_crops(self, images: np.ndarray, first_step: int) -> np.ndarray:
+    steps, rows = images.shape[:2]
+    c = self.crop
+    out = np.empty((steps, rows, c, c) + images.shape[4:], images.dtype)
+    for s in range(steps):
+      # Drawn for the whole global batch, so every host agrees on the crops.
+      rng = np.random.default_rng([self.seed, first_step + s, 1])
+      tops = rng.integers(0, images.shape[2] - c + 1, self.batch_size)
+      lefts = rng.integers(0, images.shape[3] - c + 1, self.batch_size)
+      for r, (top, left) in enumerate(zip(tops[self.rows], lefts[self.rows])):
+        out[s, r] = images[s, r, top:top + c, left:left + c]
+    return out
 
 
 def eval_batches(arrays: dict, batch_size: int, process_index: int = 0,

@@ -34,6 +34,8 @@ def _expected_files(builder) -> list:
   manual-download set (imagenet2012) has URLs without file names.
   """
   config = builder.builder_config
+  if hasattr(builder, 'MANUAL_FILES'):  # this repo's builders
+    return list(builder.MANUAL_FILES)
   if builder.name == 'imagenet2012':
     return ['ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar']
   if builder.name == 'imagenette':
@@ -50,7 +52,10 @@ def _prepare(builder, manual_dir):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   expected = _expected_files(builder)
   name = builder.info.full_name
-  if not manual_dir and builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+  # This repo's builders that download (svhn_full) name their URLS; TFDS's
+  # manual-only ones (imagenet2012) have instructions and no URLs.
+  own_urls = list(getattr(builder, 'URLS', {}).values())
+  if not manual_dir and builder.MANUAL_DOWNLOAD_INSTRUCTIONS and not own_urls:
     raise DataError(f'{name} is not prepared in {builder.data_dir_root!r} and '
                     'cannot be downloaded by TFDS. Pass '
                     '--config.data.manual_dir=DIR, a folder with '
@@ -70,7 +75,7 @@ def _prepare(builder, manual_dir):
     config = tfds.download.DownloadConfig(manual_dir=manual_dir,
                                           try_download_gcs=False)
   else:
-    urls = list(builder.url_infos or ())
+    urls = own_urls or list(builder.url_infos or ())
     if not urls or not _host_reachable(urls[0]):
       files = f' ({", ".join(expected)})' if expected else ''
       raise DataError(
@@ -104,6 +109,9 @@ def _file_order(split: str, n: int) -> np.ndarray:
 def prepared_builder(data_config):
   """The TFDS builder of config.data.name, prepared offline if need be."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # Importing registers this repo's builders with TFDS.
+  from research.data import multidigit  # noqa: F401  pylint: disable=g-import-not-at-top
+  from research.data import svhn_full  # noqa: F401  pylint: disable=g-import-not-at-top
   try:
     builder = tfds.builder(data_config.name, data_dir=data_config.data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
@@ -121,6 +129,16 @@ def prepared_builder(data_config):
   return builder
 
 
+def labels(data: dict) -> np.ndarray:
+  """int32 labels: a class per example, or for numbers (svhn_full,
+  mnist_multidigit) rows [length class, digit 1, ..., digit 5] where the length
+  class is 0..5 or 6 for more than 5 digits and absent digits are -1."""
+  if 'digits' not in data:
+    return data['label'].astype(np.int32)
+  length = np.minimum(data['length'], data['digits'].shape[1] + 1)
+  return np.concatenate([length[:, None], data['digits']], 1).astype(np.int32)
+
+
 def load_splits(data_config, specs: dict) -> dict:
   """Loads {key: split spec} (TFDS slicing syntax) as {key: {'image','label'}}."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -130,7 +148,7 @@ def load_splits(data_config, specs: dict) -> dict:
     if name not in whole:
       data = tfds.as_numpy(builder.as_dataset(split=name, batch_size=-1,
                                               shuffle_files=False))
-      data = {'image': data['image'], 'label': data['label'].astype(np.int32)}
+      data = {'image': data['image'], 'label': labels(data)}
       if data_config.restore_file_order:
         rank = _file_order(name, len(data['label']))
         data = {k: v[rank] for k, v in data.items()}

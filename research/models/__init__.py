@@ -12,9 +12,10 @@ from research.models.alexnet import AlexNet
 from research.models.googlenet import GoogLeNet
 from research.models.mlp import MLP
 from research.models.neuron import Neuron
+from research.models.street_numbers import StreetNumbers
 
 REGISTRY = {'alexnet': AlexNet, 'googlenet': GoogLeNet, 'mlp': MLP,
-            'neuron': Neuron}
+            'neuron': Neuron, 'street_numbers': StreetNumbers}
 
 
 def build(model_config: ml_collections.ConfigDict):

@@ -1,0 +1,118 @@
+r"""Multi-digit street numbers: Goodfellow et al. 2013 (arXiv 1312.6082).
+
+  python -m research.main --config=configs/street_numbers.py --workdir=runs/svhn \
+      --config.data.manual_dir=DIR   # SVHN's train.tar.gz, test.tar.gz, extra.tar.gz
+  python -m launch.sweep --config=configs/street_numbers.py:mnist --sweep=depth \
+      --workdir=runs/depth --config.data.manual_dir=../shared/data/mnist
+
+Default: the paper's 11-hidden-layer network (research/models/street_numbers.py)
+on SVHN format 1 (research/data/svhn_full.py): the digits' box expanded 30%,
+resized to 64x64, random 54x54 crops in training and the centre crop in
+evaluation, each image minus its mean (section 5.1). Training data is train
+plus extra less 5,400 images kept for validation; test is SVHN's test set.
+The paper trained with asynchronous SGD on 10 replicas for 6 days and gives
+no learning rate; here SGD with momentum 0.9, lr 0.01, batch 128.
+
+Arguments (FILE:ARG):
+  'mnist'   the same architecture at a quarter of the width (12..48 conv units,
+            768 dense) on numbers composed from MNIST digits
+            (research/data/multidigit.py, offline from
+            --config.data.manual_dir=../shared/data/mnist), Adam 1e-3: a depth
+            sweep of it fits in an hour on 2 CPU cores.
+  'cropped' the per-digit baseline: one 10-way softmax on TFDS svhn_cropped
+            (32x32 single digits, random 28x28 crops).
+  'test'    a few steps of a small, narrow model on mnist_multidigit/small,
+            for CI and smoke runs (also 'cropped,test').
+
+Sweeps (python -m launch.sweep --sweep=NAME): 'depth' is Fig. 5, sequence
+accuracy against hidden layers, two seeds per depth; 'width' scales every
+layer's units.
+"""
+from research import configlib
+
+# Drawn beside a sweep's curve (launch/sweep_report.py): Fig. 5, sequence
+# accuracy (%) on SVHN by hidden layers, read off the figure.
+SWEEP_REFERENCES = {'depth': ('Goodfellow et al. 2013, SVHN (Fig. 5)', {
+    3: 92.3, 4: 93.6, 5: 94.7, 6: 95.3, 7: 95.6, 8: 95.7, 9: 95.9, 11: 96.0})}
+
+
+def get_config(arg=None):
+  arg = configlib.parse_arg(arg, mnist=False, cropped=False, test=False)
+  c = configlib.base()
+  c.model.name = 'street_numbers'
+  c.model.hidden_layers = 11
+  c.model.dense_layers = 2
+  c.model.dense_units = 3072
+  c.model.width = 1.0
+  c.model.dropout = 0.2
+  c.model.per_digit = False
+  c.model.dtype = 'float32'
+
+  c.data.name = 'svhn_full'
+  c.data.train_split = 'train[5400:]+extra'
+  c.data.eval_splits = {'validation': 'train[:5400]', 'test': 'test'}
+  c.data.augment = 'random_crop'
+  c.data.image_size = 54
+  c.data.subtract_image_mean = True
+
+  c.loss = 'sequence_log_likelihood'
+  c.optimizer.name = 'momentum'
+  c.optimizer.learning_rate = 0.01
+  c.optimizer.momentum = 0.9
+  c.batch_size = 128
+  c.eval_batch_size = 500
+  c.num_epochs = 10
+  c.log_every_steps = 200
+  c.eval_every_epochs = 1.0
+  c.steps_per_call = 1  # conv nets: see research/train.py
+  c.early_stopping.metric = 'validation/sequence_accuracy'
+  c.optimizer.plateau.metric = 'validation/sequence_accuracy'
+
+  if arg.mnist or (arg.test and not arg.cropped):
+    c.data.name = 'mnist_multidigit'
+    c.data.train_split = 'train'
+    c.data.eval_splits = {'validation': 'validation', 'test': 'test'}
+    c.data.eval_splits = {'validation': 'validation[:2000]', 'test': 'test'}
+    c.model.width = 0.25
+    c.model.dropout = 0.0  # dropout slowed the first 450 steps of this budget
+    c.optimizer.name = 'adam'
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.schedule.name = 'cosine'
+    c.batch_size = 32
+    c.num_epochs = 0.5
+    c.log_every_steps = 100
+    c.eval_every_epochs = 0.5  # once, at the end: evaluations cost minutes
+  if arg.cropped:
+    c.model.per_digit = True
+    c.model.hidden_layers = 8
+    c.data.name = 'svhn_cropped'
+    c.data.train_split = 'train[5000:]'
+    c.data.eval_splits = {'validation': 'train[:5000]', 'test': 'test'}
+    c.data.image_size = 28
+    c.loss = 'softmax_cross_entropy'
+    c.early_stopping.metric = 'validation/accuracy'
+    c.optimizer.plateau.metric = 'validation/accuracy'
+  if arg.test:
+    c.data.name = 'mnist_multidigit/small' if not arg.cropped else c.data.name
+    c.model.hidden_layers = 4
+    c.model.width = 0.125
+    c.model.dense_units = 512
+    c.data.train_split = 'train[:256]'
+    c.data.eval_splits = {'validation': 'validation[:64]', 'test': 'test[:64]'}
+    c.batch_size = c.eval_batch_size = 32
+    c.num_epochs = 2
+    c.log_every_steps = 4
+    c.eval_every_epochs = 1
+    c.checkpoint_every_epochs = 1
+  return c
+
+
+def get_sweeps(arg=None) -> dict:
+  """{sweep name: {config key: values}}; a sweep runs every combination."""
+  arg = configlib.parse_arg(arg, mnist=False, cropped=False, test=False)
+  depths = [3, 5, 7, 9, 11]
+  if arg.test:
+    return {'depth': {'model.hidden_layers': [3, 4], 'seed': [0]},
+            'width': {'model.width': [0.0625, 0.125], 'seed': [0]}}
+  return {'depth': {'model.hidden_layers': depths, 'seed': [0, 1]},
+          'width': {'model.width': [0.125, 0.25, 0.5], 'seed': [0, 1]}}

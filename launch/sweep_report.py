@@ -1,0 +1,147 @@
+"""A sweep's results as WORKDIR/results.csv, WORKDIR/results.md and a plot.
+
+results.csv has one row per point: its name, status, dataset, the swept config
+values and every final metric of its results.json. results.md has that table
+(main columns) and, per dataset, the metric's mean over seeds for each value
+of the swept field with Spearman's rank correlation between the two: does the
+metric rise with the field? The plot, WORKDIR/<sweep>_vs_accuracy.png, draws
+the metric against the first swept field other than the seed, one line per
+dataset (mean over seeds, each seed a dot), with the config file's published
+curve (its SWEEP_REFERENCES, e.g. Goodfellow et al.'s Fig. 5) overlaid.
+"""
+import csv
+import json
+import math
+import pathlib
+
+import numpy as np
+
+
+def collect(workdir: pathlib.Path, points: list, point_name) -> list[dict]:
+  rows = []
+  for point in points:
+    name = point_name(point)
+    row = {'point': name, **point}
+    results = workdir / name / 'results.json'
+    config = workdir / name / 'config.json'
+    if config.exists():
+      row['dataset'] = json.loads(config.read_text())['data']['name']
+    if results.exists():
+      row['status'] = 'done'
+      row.update({k: v for k, v in json.loads(results.read_text()).items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    else:
+      row['status'] = 'started' if config.exists() else 'not started'
+    rows.append(row)
+  return rows
+
+
+def default_metric(rows: list) -> str:
+  for metric in ('test/sequence_accuracy', 'test/accuracy'):
+    if any(metric in r for r in rows):
+      return metric
+  return 'test/accuracy'
+
+
+def spearman(xs, ys) -> float:
+  """Spearman's rho (average ranks for ties); nan for fewer than 2 values."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  if len(set(xs)) < 2 or len(set(ys)) < 2:
+    return float('nan')
+  return float(stats.spearmanr(xs, ys).statistic)
+
+
+def summarise(rows: list, swept: list, field: str, metric: str) -> dict:
+  """{line label: [(x, mean, std, n), ...] sorted by x} over finished points;
+  a line per dataset and per value of the other swept fields but the seed."""
+  lines = {}
+  others = [k for k in swept if k not in (field, 'seed')]
+  for r in rows:
+    if r['status'] != 'done' or metric not in r:
+      continue
+    label = ', '.join([str(r.get('dataset', '?'))] +
+                      [f'{k.split(".")[-1]}={r[k]}' for k in others])
+    lines.setdefault(label, {}).setdefault(r[field], []).append(r[metric])
+  return {label: [(x, float(np.mean(v)), float(np.std(v)), len(v))
+                  for x, v in sorted(by_x.items())]
+          for label, by_x in lines.items()}
+
+
+def _fmt(v) -> str:
+  if isinstance(v, float):
+    return f'{v:.4f}' if abs(v) < 10 else f'{v:.1f}'
+  return str(v)
+
+
+def markdown(rows, swept, sweep, field, metric, summary) -> str:
+  main = [k for k in (metric, metric.replace('test/', 'validation/'),
+                      'test/digit_accuracy', 'test/coverage_at_98', 'epoch',
+                      'train_seconds') if any(k in r for r in rows)]
+  main = list(dict.fromkeys(main))
+  head = ['point', 'status', 'dataset', *swept, *main]
+  out = [f'# Sweep {sweep!r}: {metric} against {field}', '',
+         '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for r in rows:
+    out.append('| ' + ' | '.join(_fmt(r.get(k, '')) for k in head) + ' |')
+  for label, points in summary.items():
+    xs = [p[0] for p in points]
+    rho = spearman(xs, [p[1] for p in points]) if all(
+        isinstance(x, (int, float)) for x in xs) else float('nan')
+    out += ['', f'## {label}', '',
+            f'| {field} | {metric} (mean) | std | seeds |', '|---|---|---|---|']
+    out += [f'| {x} | {m:.4f} | {s:.4f} | {n} |' for x, m, s, n in points]
+    out += ['', f'Spearman rho of {metric} against {field} across '
+            f'{len(xs)} values: {rho:.3f}'
+            + (' (rises with it)' if rho > 0 else '') if not math.isnan(rho)
+            else 'Spearman rho: needs two finished numeric values that vary.']
+  return '\n'.join(out) + '\n'
+
+
+def plot(path, sweep, field, metric, summary, reference=None):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  percent = 'accuracy' in metric or 'coverage' in metric
+  scale = 100.0 if percent else 1.0
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for label, points in summary.items():
+    # Tuples (e.g. hidden layer sizes) are drawn as categories.
+    xs = [p[0] if isinstance(p[0], (int, float)) else str(p[0])
+          for p in points]
+    ax.errorbar(xs, [p[1] * scale for p in points],
+                yerr=[p[2] * scale for p in points], marker='o', capsize=3,
+                label=f'{label} (this repo)')
+  if reference:
+    name, values = reference
+    ax.plot(list(values), list(values.values()), 'k--', marker='s',
+            label=name)
+  ax.set_xlabel(field.split('.')[-1].replace('_', ' '))
+  ax.set_ylabel(metric + (' (%)' if percent else ''))
+  ax.set_title(f'sweep {sweep!r}')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write(workdir: pathlib.Path, sweep: str, points: list, point_name,
+          module=None, metric: str | None = None) -> str:
+  """Writes results.csv, results.md and the plot; returns the markdown."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  rows = collect(workdir, points, point_name)
+  metric = metric or default_metric(rows)
+  columns = list(dict.fromkeys(k for r in rows for k in r))
+  with open(workdir / 'results.csv', 'w', newline='') as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+  swept = list(points[0])
+  field = ([k for k in swept if k != 'seed'] or swept)[0]
+  summary = summarise(rows, swept, field, metric)
+  text = markdown(rows, swept, sweep, field, metric, summary)
+  (workdir / 'results.md').write_text(text)
+  reference = getattr(module, 'SWEEP_REFERENCES', {}).get(sweep)
+  plot(workdir / f'{sweep}_vs_accuracy.png', sweep, field, metric, summary,
+       reference)
+  return text

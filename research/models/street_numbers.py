@@ -1,0 +1,107 @@
+"""The street-number recognizer: Goodfellow, Bulatov, Ibarz, Arnoud, Shet,
+"Multi-digit Number Recognition from Street View Imagery using Deep
+Convolutional Neural Networks", 2013 (arXiv 1312.6082), sections 3 and 5.1.
+
+One convnet reads a whole number: P(S | X) = P(L = n | X) prod_{i<=n} P(S_i | X),
+with a softmax over the length L (0..5 and ">5") and one 10-way softmax per
+digit position (section 3). The best network (section 5.1) has 11 hidden
+layers: convolutions of 48, 64, 128, 160 then 192 units with 5x5 kernels and
+zero padding, maxout with 3 filters per unit in the first layer and ReLU in
+the others, a 2x2 max pool after every convolution with strides alternating 2
+and 1, dropout on every hidden layer, and two fully connected layers of 3,072.
+
+`hidden_layers` is the depth of Fig. 5: the top `dense_layers` hidden layers
+are fully connected, the rest convolutional. Where the paper's 11-layer net
+has a locally connected layer (its 9th), this one has a ninth 192-unit
+convolution; its subtractive normalisation is left out. `width` scales every
+layer's units, so a CPU can run the same architecture smaller.
+
+Returns {'length': (B, 7), 'digits': (B, max_digits, 10)} logits, or with
+`per_digit` (the svhn_cropped baseline) a single (B, 10) softmax's logits.
+Every hidden layer's activations are sown in 'intermediates' (the first
+layer's as 'maxout').
+"""
+from typing import ClassVar
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from research.models import fast_ops
+from research.models import layers
+
+CONV_UNITS = (48, 64, 128, 160, 192)  # then 192 for the rest (section 5.1)
+LENGTH_CLASSES = 7                     # 0..5 digits and "more than 5"
+
+
+class ConvLayer(nn.Module):
+  """A 5x5 convolution, then maxout over
+  `pieces` filters per unit (pieces > 1) or ReLU; activations sown as
+  'maxout' or 'pre_relu' and 'relu'."""
+  units: int
+  kernel: int = 5
+  pieces: int = 1
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(self.units * self.pieces, (self.kernel, self.kernel),
+                padding='SAME', dtype=self.dtype,
+                kernel_init=nn.initializers.variance_scaling(
+                    2.0, 'fan_in', 'normal'),
+                conv_general_dilated=fast_ops.conv_general_dilated,
+                name='conv')(x)
+    if self.pieces == 1:
+      return layers.relu(self, x)
+    x = x.reshape(x.shape[:-1] + (self.units, self.pieces)).max(-1)
+    self.sow('intermediates', 'maxout', x)
+    return x
+
+
+class StreetNumbers(nn.Module):
+  input_size: ClassVar[int] = 54  # random 54x54 crops of 64x64 (section 5.1)
+  hidden_layers: int = 11
+  dense_layers: int = 2
+  dense_units: int = 3072
+  width: float = 1.0        # multiplies every layer's units
+  maxout_pieces: int = 3
+  kernel: int = 5
+  dropout: float = 0.2
+  max_digits: int = 5
+  per_digit: bool = False   # one 10-way head: the per-digit (cropped) baseline
+  num_classes: int = 10
+  dtype: layers.Dtype = 'float32'
+
+  def conv_units(self) -> list[int]:
+    convs = self.hidden_layers - self.dense_layers
+    if convs < 1:
+      raise ValueError(f'hidden_layers={self.hidden_layers} leaves no '
+                       f'convolution under dense_layers={self.dense_layers}.')
+    return [max(1, round(CONV_UNITS[min(i, len(CONV_UNITS) - 1)] * self.width))
+            for i in range(convs)]
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    dtype = layers.compute_dtype(self.dtype)
+    he = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
+    drop = nn.Dropout(self.dropout, deterministic=not train)
+    x = x.astype(dtype)
+    for i, units in enumerate(self.conv_units()):
+      # Maxout in the first layer only (section 5.1).
+      x = ConvLayer(units, self.kernel, self.maxout_pieces if i == 0 else 1,
+                    dtype, name=f'conv{i + 1}')(x)
+      stride = 2 if i % 2 == 0 else 1
+      x = fast_ops.max_pool(x, (2, 2), strides=(stride, stride), padding='SAME')
+      x = drop(x)
+    x = x.reshape((x.shape[0], -1))
+    units = max(1, round(self.dense_units * self.width))
+    for i in range(self.dense_layers):
+      x = drop(layers.DenseReLU(units, dtype=dtype, kernel_init=he,
+                                name=f'dense{i + 1}')(x))
+    head = lambda n, name: nn.Dense(n, dtype=dtype, name=name)(x).astype(
+        jnp.float32)
+    if self.per_digit:
+      return head(self.num_classes, 'digit')
+    digits = [head(self.num_classes, f'digit{i + 1}')
+              for i in range(self.max_digits)]
+    return {'length': head(LENGTH_CLASSES, 'length'),
+            'digits': jnp.stack(digits, axis=1)}

@@ -1,0 +1,136 @@
+"""The street-number recognizer (Goodfellow et al. 2013): network shape,
+the sequence loss, decoding, sequence metrics and coverage."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research import losses
+from research import metrics
+from research.models.street_numbers import StreetNumbers
+
+
+def _init(model, size=54, batch=2):
+  x = jnp.zeros((batch, size, size, 3))
+  variables = model.init(jax.random.key(0), x)
+  out, state = model.apply(variables, x, mutable=['intermediates'])
+  return variables['params'], out, state['intermediates']
+
+
+def test_eleven_layers_follow_section_5_1():
+  model = StreetNumbers(hidden_layers=11)
+  assert model.conv_units() == [48, 64, 128, 160, 192, 192, 192, 192, 192]
+  params, out, inter = _init(model)
+  assert out['length'].shape == (2, 7) and out['digits'].shape == (2, 5, 10)
+  # Maxout: 3 filters per unit in layer 1, 48 units out.
+  assert params['conv1']['conv']['kernel'].shape == (5, 5, 3, 144)
+  assert inter['conv1']['maxout'][0].shape == (2, 54, 54, 48)
+  # 2x2 pools with strides 2, 1, 2, 1, ...: 54 -> 27 -> 27 -> 14 -> 14 -> 7 ...
+  sizes = [inter[f'conv{i}']['relu'][0].shape[1] for i in range(2, 10)]
+  assert sizes == [27, 27, 14, 14, 7, 7, 4, 4]
+  # The ninth layer's stride-2 pool leaves 2x2x192.
+  assert params['dense1']['dense']['kernel'].shape == (2 * 2 * 192, 3072)
+  assert params['dense2']['dense']['kernel'].shape == (3072, 3072)
+
+
+@pytest.mark.parametrize('depth', [3, 5, 8])
+def test_depth_is_convolutions_plus_two_dense_layers(depth):
+  model = StreetNumbers(hidden_layers=depth, width=0.25, dense_units=64)
+  params, _, _ = _init(model, size=32)
+  convs = [k for k in params if k.startswith('conv')]
+  dense = [k for k in params if k.startswith('dense')]
+  assert len(convs) == depth - 2 and len(dense) == 2
+
+
+def test_too_shallow_for_the_dense_layers_is_refused():
+  with pytest.raises(ValueError, match='no convolution'):
+    StreetNumbers(hidden_layers=2).conv_units()
+
+
+def test_per_digit_baseline_has_one_softmax():
+  _, out, _ = _init(StreetNumbers(hidden_layers=4, width=0.25,
+                                  dense_units=32, per_digit=True), size=32)
+  assert out.shape == (2, 10)
+
+
+def test_sequence_loss_is_length_plus_present_digits():
+  rng = np.random.default_rng(0)
+  logits = {'length': jnp.asarray(rng.normal(size=(2, 7)), jnp.float32),
+            'digits': jnp.asarray(rng.normal(size=(2, 5, 10)), jnp.float32)}
+  labels = jnp.asarray([[2, 4, 0, -1, -1, -1], [6, 1, 2, 3, 4, 5]])
+  loss = losses.sequence_log_likelihood(logits, labels)
+  lp_len = jax.nn.log_softmax(logits['length'])
+  lp_dig = jax.nn.log_softmax(logits['digits'])
+  want0 = -(lp_len[0, 2] + lp_dig[0, 0, 4] + lp_dig[0, 1, 0])
+  want1 = -(lp_len[1, 6] + sum(lp_dig[1, i, i + 1] for i in range(5)))
+  np.testing.assert_allclose(loss, [want0, want1], rtol=1e-5)
+  # Absent digits get no gradient.
+  grads = jax.grad(lambda lg: losses.sequence_log_likelihood(
+      lg, labels).sum())(logits)
+  assert np.all(grads['digits'][0, 2:] == 0)
+  assert np.all(np.abs(grads['digits'][0, :2]).sum(-1) > 0)
+
+
+def _onehot_logits(length, digits, margin=20.0):
+  """Logits that make `length` and `digits` near certain."""
+  return {'length': jax.nn.one_hot(jnp.asarray(length), 7) * margin,
+          'digits': jax.nn.one_hot(jnp.asarray(digits), 10) * margin}
+
+
+def test_decode_weighs_length_against_the_digits():
+  # The length head prefers 3 digits a little, but the third digit head is
+  # unsure (uniform): ln P(L=3) + 3 ln max P(S_i) loses to ln P(L=2) + two
+  # certain digits.
+  length = jnp.log(jnp.asarray([[1e-9, 1e-9, 0.45, 0.55, 1e-9, 1e-9, 1e-9]]))
+  digits = jnp.zeros((1, 5, 10)).at[0, 0, 7].set(30).at[0, 1, 1].set(30)
+  n, best, log_p = metrics.decode({'length': length, 'digits': digits})
+  assert int(n[0]) == 2 and list(best[0, :2]) == [7, 1]
+  np.testing.assert_allclose(log_p[0], np.log(0.45), atol=1e-3)
+  # "More than 5" uses all five heads.
+  n, _, _ = metrics.decode(_onehot_logits([6], [[1, 2, 3, 4, 5]]))
+  assert int(n[0]) == 6
+
+
+def test_sequence_counts_need_every_present_digit_and_the_length():
+  labels = jnp.asarray([[2, 4, 7, -1, -1, -1],    # right
+                        [2, 4, 7, -1, -1, -1],    # one digit wrong
+                        [3, 1, 1, 1, -1, -1],     # length wrong, digits right
+                        [1, 9, -1, -1, -1, -1]])  # padding row (masked)
+  logits = _onehot_logits([2, 2, 2, 1],
+                          [[4, 7, 0, 0, 0], [4, 8, 0, 0, 0],
+                           [1, 1, 1, 0, 0], [3, 0, 0, 0, 0]])
+  mask = jnp.asarray([True, True, True, False])
+  sums = metrics.sequence_counts(logits, labels, mask,
+                                 losses.sequence_log_likelihood(logits, labels))
+  out = metrics.finalize('test', jax.device_get(sums))
+  assert out['test/sequence_accuracy'] == pytest.approx(1 / 3)
+  assert out['test/length_accuracy'] == pytest.approx(2 / 3)
+  assert out['test/digit_accuracy'] == pytest.approx(6 / 7)
+
+
+def test_coverage_keeps_the_most_confident_at_98_percent():
+  total = np.zeros(10)
+  right = np.zeros(10)
+  total[9], right[9] = 50, 50   # most confident: all right
+  total[5], right[5] = 30, 29   # 79/80 = 98.75%: still kept
+  total[2], right[2] = 20, 10   # 89/100 < 98%: rejected
+  assert metrics.coverage(total, right) == pytest.approx(0.8)
+  assert metrics.coverage(total, np.zeros(10)) == 0.0
+
+
+@pytest.mark.parametrize('arg,dataset,loss', [
+    (None, 'svhn_full', 'sequence_log_likelihood'),
+    ('mnist', 'mnist_multidigit', 'sequence_log_likelihood'),
+    ('cropped', 'svhn_cropped', 'softmax_cross_entropy'),
+])
+def test_config_variants_are_valid(arg, dataset, loss):
+  from configs import street_numbers
+  from research import configlib
+  from research import models
+  config = street_numbers.get_config(arg)
+  configlib.validate(config)
+  assert (config.data.name, config.loss) == (dataset, loss)
+  assert config.data.augment == 'random_crop'
+  model = models.build(config.model)
+  assert model.per_digit == (arg == 'cropped')
+  assert config.model.hidden_layers == (8 if arg == 'cropped' else 11)
