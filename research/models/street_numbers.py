@@ -12,8 +12,9 @@ and 1, dropout on every hidden layer, and two fully connected layers of 3,072.
 
 `hidden_layers` is the depth of Fig. 5: the top `dense_layers` hidden layers
 are fully connected, the rest convolutional. Where the paper's 11-layer net
-has a locally connected layer (its 9th), this one has a ninth 192-unit
-convolution; its subtractive normalisation is left out. `width` scales every
+has a locally connected layer (its 9th, on the 4x4 maps the eight pooled
+convolutions leave), this one has a ninth 192-unit convolution, unpooled like
+that layer; the subtractive normalisation is left out. `width` scales every
 layer's units, so a CPU can run the same architecture smaller.
 
 Returns {'length': (B, 7), 'digits': (B, max_digits, 10)} logits, or with
@@ -30,6 +31,7 @@ from research.models import fast_ops
 from research.models import layers
 
 CONV_UNITS = (48, 64, 128, 160, 192)  # then 192 for the rest (section 5.1)
+PAPER_CONVS = 8  # convolutions with pooling in the 11-layer net
 LENGTH_CLASSES = 7                     # 0..5 digits and "more than 5"
 
 
@@ -89,8 +91,10 @@ class StreetNumbers(nn.Module):
       # Maxout in the first layer only (section 5.1).
       x = ConvLayer(units, self.kernel, self.maxout_pieces if i == 0 else 1,
                     dtype, name=f'conv{i + 1}')(x)
-      stride = 2 if i % 2 == 0 else 1
-      x = fast_ops.max_pool(x, (2, 2), strides=(stride, stride), padding='SAME')
+      if i < PAPER_CONVS:  # the locally connected layer it stands for: no pool
+        stride = 2 if i % 2 == 0 else 1
+        x = fast_ops.max_pool(x, (2, 2), strides=(stride, stride),
+                              padding='SAME')
       x = drop(x)
     x = x.reshape((x.shape[0], -1))
     units = max(1, round(self.dense_units * self.width))
