@@ -44,7 +44,7 @@ def default_metric(rows: list) -> str:
 
 
 def spearman(xs, ys) -> float:
-  """Spearman's rho (average ranks for ties); nan for fewer than 2 values."""
+  """Spearman's rho (average ranks for ties); nan unless both vary."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
   if len(set(xs)) < 2 or len(set(ys)) < 2:
     return float('nan')

@@ -109,24 +109,22 @@ def create_train_state(model, tx, rng, sample_images, mesh) -> TrainState:
   The state holds plain arrays (the metadata boxes are stripped), so the step,
   checkpoints and the optimizer's masks see the same tree as on one device.
   """
-  init_params = lambda rng, images: model.init(rng, to_float(images),
-                                               train=False)['params']
-  # Shapes and metadata only: nothing is computed.
-  boxed = jax.eval_shape(init_params, rng, sample_images)
-  param_shardings = mesh_lib.param_shardings(boxed, mesh)
-
   def init(rng, sample_images, shardings=None):
-    params = nn.unbox(init_params(rng, sample_images))
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                             shardings=shardings)
+    """(params with their partitioning metadata, the state)."""
+    boxed = model.init(rng, to_float(sample_images), train=False)['params']
+    return boxed, TrainState.create(apply_fn=model.apply,
+                                    params=nn.unbox(boxed), tx=tx,
+                                    shardings=shardings)
 
-  abstract = jax.eval_shape(init, rng, sample_images)
+  # Shapes and metadata only: nothing is computed.
+  boxed, abstract = jax.eval_shape(init, rng, sample_images)
+  param_shardings = mesh_lib.param_shardings(boxed, mesh)
   shardings = abstract.replace(
       step=mesh_lib.replicated(mesh), params=param_shardings,
       opt_state=mesh_lib.like_params(abstract.opt_state, abstract.params,
                                      param_shardings, mesh))
   flat = tuple(jax.tree.leaves(shardings))
-  return jax.jit(functools.partial(init, shardings=flat),
+  return jax.jit(lambda rng, images: init(rng, images, flat)[1],
                  out_shardings=shardings.replace(shardings=flat))(
                      rng, sample_images)
 

@@ -45,7 +45,7 @@ def test_mnist_nielsen_split_is_the_files_first_50000(mnist_data_dir):
 def test_missing_data_offline_fails_fast_naming_manual_dir(tmp_path,
                                                            monkeypatch):
   # Simulates a machine without network even where this test has one.
-  monkeypatch.setattr(tfds_source, '_host_reachable', lambda url: False)
+  monkeypatch.setattr(tfds_source, 'host_reachable', lambda url: False)
   start = time.perf_counter()
   with pytest.raises(tfds_source.DataError, match='--config.data.manual_dir'):
     tfds_source.load_splits(mnist_config(str(tmp_path)), {'test': 'test'})
@@ -54,7 +54,7 @@ def test_missing_data_offline_fails_fast_naming_manual_dir(tmp_path,
 
 def test_network_probe_answers_within_seconds():
   start = time.perf_counter()
-  tfds_source._host_reachable('https://storage.googleapis.com/x', timeout_s=3)
+  tfds_source.host_reachable('https://storage.googleapis.com/x', timeout_s=3)
   assert time.perf_counter() - start < 10
 
 

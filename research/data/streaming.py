@@ -62,7 +62,26 @@ def _options() -> tf.data.Options:
   return options
 
 
-class StreamedTrainBatches:
+class _HostShard:
+  """This host's slice of a split: the validated config's TFDS builder and
+  image sizes, this host's rows of a batch, and the examples in the split
+  (`num_examples`) and in the slice (`shard_examples`)."""
+
+  def __init__(self, data_config, split: str, batch_size: int,
+               process_index: int, process_count: int, drop_remainder: bool):
+    configlib.validate_data(data_config)
+    self.local_batch = _local_batch(batch_size, process_count)
+    self.image_size = data_config.image_size
+    self.resize_to = data_config.resize_to
+    self._builder = tfds_source.prepared_builder(data_config)
+    self.num_examples = _num_examples(self._builder, split)
+    self._split = tfds.split_for_jax_process(
+        split, process_index=process_index, process_count=process_count,
+        drop_remainder=drop_remainder)
+    self.shard_examples = _num_examples(self._builder, self._split)
+
+
+class StreamedTrainBatches(_HostShard):
   """This host's rows of each global training batch, a function of the step.
 
   `chunk(k, n)` keeps one live iterator for sequential calls; a non-sequential
@@ -71,19 +90,11 @@ class StreamedTrainBatches:
 
   def __init__(self, data_config, batch_size: int, seed: int,
                process_index: int = 0, process_count: int = 1):
-    configlib.validate_data(data_config)
-    self.local_batch = _local_batch(batch_size, process_count)
-    self.image_size = data_config.image_size
-    self.resize_to = data_config.resize_to
+    # Equal shards (the remainder dropped), so every host runs as many steps.
+    super().__init__(data_config, data_config.train_split, batch_size,
+                     process_index, process_count, drop_remainder=True)
     self.augment = data_config.augment
     self.shuffle_buffer = max(1, data_config.shuffle_buffer)
-    self._builder = tfds_source.prepared_builder(data_config)
-    self.num_examples = _num_examples(self._builder, data_config.train_split)
-    # Equal shards (the remainder dropped), so every host runs as many steps.
-    self._split = tfds.split_for_jax_process(
-        data_config.train_split, process_index=process_index,
-        process_count=process_count, drop_remainder=True)
-    self.shard_examples = _num_examples(self._builder, self._split)
     self.steps_per_epoch = self.shard_examples // self.local_batch
     if self.steps_per_epoch == 0:
       raise configlib.ConfigError(
@@ -152,7 +163,7 @@ class StreamedTrainBatches:
     return next(ds.as_numpy_iterator())[None]
 
 
-class EvalBatches:
+class EvalBatches(_HostShard):
   """This host's rows of fixed-size eval batches; iterable any number of times.
 
   Hosts read near-equal slices and pad them to the same number of batches, so
@@ -161,18 +172,11 @@ class EvalBatches:
 
   def __init__(self, data_config, split: str, batch_size: int,
                process_index: int = 0, process_count: int = 1):
-    configlib.validate_data(data_config)
-    self.local_batch = _local_batch(batch_size, process_count)
-    self.crops = data_config.eval_crops
-    self.image_size = data_config.image_size
-    self.resize_to = data_config.resize_to
-    self._builder = tfds_source.prepared_builder(data_config)
-    self.num_examples = _num_examples(self._builder, split)
     # Without drop_remainder the first num_examples % process_count hosts get
     # one more; each host pads to the largest slice.
-    self._split = tfds.split_for_jax_process(
-        split, process_index=process_index, process_count=process_count)
-    self.shard_examples = _num_examples(self._builder, self._split)
+    super().__init__(data_config, split, batch_size, process_index,
+                     process_count, drop_remainder=False)
+    self.crops = data_config.eval_crops
     largest = -(-self.num_examples // process_count)
     self.num_batches = -(-largest // self.local_batch)
 

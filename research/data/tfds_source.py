@@ -17,10 +17,13 @@ class DataError(RuntimeError):
   """The dataset cannot be loaded; the message says what to change."""
 
 
-def _host_reachable(url: str, timeout_s: float = 3.0) -> bool:
-  host = urllib.parse.urlparse(url).hostname
+def host_reachable(url: str, timeout_s: float = 3.0) -> bool:
+  """Whether `url`'s host accepts a connection on its port (SVHN's is plain
+  http, on 80)."""
+  parsed = urllib.parse.urlparse(url)
+  port = parsed.port or (80 if parsed.scheme == 'http' else 443)
   try:
-    socket.create_connection((host, 443), timeout=timeout_s).close()
+    socket.create_connection((parsed.hostname, port), timeout=timeout_s).close()
     return True
   except OSError:
     return False
@@ -76,7 +79,7 @@ def _prepare(builder, manual_dir):
                                           try_download_gcs=False)
   else:
     urls = own_urls or list(builder.url_infos or ())
-    if not urls or not _host_reachable(urls[0]):
+    if not urls or not host_reachable(urls[0]):
       files = f' ({", ".join(expected)})' if expected else ''
       raise DataError(
           f'{name} is not prepared in {builder.data_dir_root!r} and cannot be '
