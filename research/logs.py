@@ -4,11 +4,21 @@ Only process 0 writes files. On resume, lines past the restored step are dropped
 from metrics.jsonl, because the resumed run writes them again identically.
 """
 import json
+import logging as std_logging
 
 import jax
 from absl import logging
 from clu import metric_writers
 from etils import epath
+
+
+class QuietLibraries(std_logging.Filter):
+  """Keeps Orbax's and TFDS's INFO chatter out of the progress display:
+  `logging.get_absl_handler().addFilter(QuietLibraries())`."""
+
+  def filter(self, record):
+    return record.levelno > std_logging.INFO or not any(
+        part in record.pathname for part in ('/orbax/', '/tensorflow_datasets/'))
 
 
 class MetricsLog:

@@ -1,6 +1,5 @@
 """Command line: python -m research.main --config=configs/X.py --workdir=DIR
 [--config.a.b=value ...]. Rerunning the same command resumes from DIR."""
-import logging as std_logging
 import signal
 import sys
 
@@ -11,6 +10,7 @@ from ml_collections import config_flags
 
 from research import checkpoints
 from research import configlib
+from research import logs
 from research import mesh
 from research import preemption
 from research import train
@@ -50,17 +50,10 @@ def parse_flags(argv):
     sys.exit(f'{e}\nSee: python -m research.main --helpfull')
 
 
-class _QuietLibraries(std_logging.Filter):
-  """Keeps Orbax's per-save INFO chatter out of the progress display."""
-
-  def filter(self, record):
-    return record.levelno > std_logging.INFO or '/orbax/' not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.get_absl_handler().addFilter(logs.QuietLibraries())
   mesh.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                               _PROCESS_ID.value)
   try:

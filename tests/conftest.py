@@ -43,12 +43,13 @@ def ilsvrc_dirs(tmp_path_factory):
 
 
 def run_cli(*args, devices: int = 1, timeout: float = 300, check: bool = True,
-            cwd=REPO) -> subprocess.CompletedProcess:
-  """Runs `python -m research.main ARGS` with `devices` simulated CPU devices."""
+            cwd=REPO, module: str = 'research.main'
+            ) -> subprocess.CompletedProcess:
+  """Runs `python -m MODULE ARGS` with `devices` simulated CPU devices."""
   env = dict(os.environ, PYTHONPATH=str(REPO),
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
-  proc = subprocess.run([sys.executable, '-m', 'research.main', *args],
+  proc = subprocess.run([sys.executable, '-m', module, *args],
                         cwd=cwd, env=env, capture_output=True, text=True,
                         timeout=timeout)
   if check and proc.returncode != 0:
@@ -72,3 +73,15 @@ def multidigit_data_dir(tmp_path_factory):
       'name': 'mnist_multidigit/small', 'data_dir': str(data_dir),
       'manual_dir': str(MNIST_FILES)}))
   return str(data_dir)
+
+
+@pytest.fixture(scope='session')
+def planted_nets():
+  """(train, test, net, second_net): real MNIST digits planted at random
+  places on 32x32 canvases (tests/planted_digits.py), and two narrow convnets
+  trained on them from different seeds (about 92% test accuracy each)."""
+  from tests import planted_digits
+  train = planted_digits.planted('train', 20_000, seed=0)
+  test = planted_digits.planted('t10k', 1_000, seed=1)
+  return (train, test, planted_digits.train_convnet(train, seed=0),
+          planted_digits.train_convnet(train, seed=1))

@@ -94,6 +94,7 @@ def test_eval_batches_pad_and_mask():
   assert batches['mask'].sum() == 25 and not batches['mask'][2, 5:].any()
 
 
+@pytest.mark.slow  # 30 s: two processes each preparing MNIST
 def test_processes_preparing_the_same_dataset_at_once_both_succeed(tmp_path):
   """launch.multihost_local on a fresh machine: every process prepares MNIST
   into the same data_dir; the one whose rename comes second must go on."""

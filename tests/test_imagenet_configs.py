@@ -14,7 +14,9 @@ from tests.conftest import read_jsonl, run_cli
 
 @pytest.mark.parametrize('name,params', [
     # 10 classes, 67x67 input: conv5 leaves 1x1x256 for fc6.
-    ('alexnet', 20_209_034),
+    # Slow: test_alexnet_trains_on_ilsvrc_files_through_the_cli below keeps
+    # AlexNet's run through the CLI in the default suite.
+    pytest.param('alexnet', 20_209_034, marks=pytest.mark.slow),
     # 10 classes: 5,983,802 without aux heads; each aux head's fc sees the
     # 1x1x128 map of an 80x80 input: 208,010 (on 4a) + 210,058 (on 4d).
     # GoogLeNet's first compile alone takes a minute or two on 2 cores.

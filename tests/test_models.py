@@ -31,6 +31,20 @@ def test_mlp_shapes_and_sown_activations():
   assert state['intermediates']['hidden1'][0].shape == (4, 20)
 
 
+def test_nielsen_convnet_shapes_and_parameter_count():
+  # network3.py with ReLU: 28 -> conv 24 -> pool 12 -> conv 8 -> pool 4.
+  model = models.ConvNet()
+  x = jnp.ones((2, 28, 28, 1))
+  variables = model.init(jax.random.key(0), x)
+  logits, state = model.apply(variables, x, mutable=['intermediates'])
+  assert logits.shape == (2, 10)
+  assert state['intermediates']['conv1']['relu'][0].shape == (2, 24, 24, 20)
+  assert state['intermediates']['conv2']['pre_relu'][0].shape == (2, 8, 8, 40)
+  assert state['intermediates']['fc1']['relu'][0].shape == (2, 100)
+  # 5*5*20 + 20, 5*5*20*40 + 40, 640*100 + 100, 100*10 + 10
+  assert count(model, (1, 28, 28, 1)) == 520 + 20_040 + 64_100 + 1_010
+
+
 def test_linear_stores_kernel_out_by_in():
   layer = layers.Linear(3)
   x = jax.random.normal(jax.random.key(1), (5, 7))

@@ -9,13 +9,14 @@ import ml_collections
 
 from research import configlib
 from research.models.alexnet import AlexNet
+from research.models.convnet import ConvNet
 from research.models.googlenet import GoogLeNet
 from research.models.mlp import MLP
 from research.models.neuron import Neuron
 from research.models.street_numbers import StreetNumbers
 
-REGISTRY = {'alexnet': AlexNet, 'googlenet': GoogLeNet, 'mlp': MLP,
-            'neuron': Neuron, 'street_numbers': StreetNumbers}
+REGISTRY = {'alexnet': AlexNet, 'convnet': ConvNet, 'googlenet': GoogLeNet,
+            'mlp': MLP, 'neuron': Neuron, 'street_numbers': StreetNumbers}
 
 
 def build(model_config: ml_collections.ConfigDict):

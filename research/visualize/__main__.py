@@ -1,0 +1,77 @@
+r"""python -m research.visualize COMMAND --workdir=RUN --out=DIR [flags]
+
+Renders pictures of the network in RUN (a workdir written by
+`python -m research.main`: its config.json and newest checkpoint) into DIR,
+with DIR/index.html linking each one. Commands:
+
+  classes        a picture per class from noise (the "banana" experiment)
+  channels       a picture per feature map of --layer
+  dream          DeepDream of a photograph (--image, default a real photo)
+  zoom           the iterative zoom dream: numbered frames and zoom.gif
+  zeiler_fergus  top-9 patches per feature map of --layer over a dataset
+                 split, occlusion maps, saliency and integrated gradients,
+                 first-layer filters, top-5 prediction panels
+  demo           all of the above; if RUN holds no checkpoint it first trains
+                 Nielsen's ch.6 MNIST convnet there (configs/mnist_convnet.py:
+                 quick, reading MNIST offline from --manual_dir)
+
+  python -m research.visualize demo --workdir=runs/convnet --out=pictures \
+      --manual_dir=../shared/data/mnist
+
+Small sizes run on a CPU in minutes; on an accelerator --size=1024 dreams
+megapixel photos (the gradient is computed on fixed tiles).
+"""
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from research import logs
+from research.visualize import commands
+
+COMMANDS = ('classes', 'channels', 'dream', 'zoom', 'zeiler_fergus', 'demo')
+
+flags.DEFINE_string('workdir', None, 'A run written by research.main.',
+                    required=True)
+flags.DEFINE_string('out', None, 'Where the pictures and index.html go.',
+                    required=True)
+flags.DEFINE_string('manual_dir', None, 'Original dataset files, for TFDS to '
+                    'prepare the run\'s dataset offline (MNIST: '
+                    '../shared/data/mnist).')
+flags.DEFINE_string('data_dir', None, 'TFDS data_dir; default: the run\'s.')
+flags.DEFINE_string('layer', None, 'Layer for channels and zeiler_fergus; '
+                    'default: the deepest convolution.')
+flags.DEFINE_string('dream_layer', None, 'Layer DeepDream maximises; '
+                    'default: two thirds of the way up the convolutions.')
+flags.DEFINE_string('split', None, 'Dataset split for zeiler_fergus; default: '
+                    'the run\'s test split.')
+flags.DEFINE_integer('examples', 2000, 'Images of --split to search.')
+flags.DEFINE_integer('steps', 256, 'Optimisation steps per visualization.')
+flags.DEFINE_integer('batch', 1, 'Pictures per class/channel (with a '
+                     'diversity term when > 1).')
+flags.DEFINE_integer('channels', 16, 'Feature maps to render (channels).')
+flags.DEFINE_string('image', None, 'Photograph to dream on; default: Grace '
+                    'Hopper from matplotlib\'s sample data.')
+flags.DEFINE_integer('size', 384, 'Longer side of the dreamed photograph.')
+flags.DEFINE_integer('iterations', 10, 'DeepDream steps per octave.')
+flags.DEFINE_integer('octaves', 4, 'DeepDream octaves.')
+flags.DEFINE_float('octave_scale', 1.4, 'Size ratio between octaves.')
+flags.DEFINE_integer('frames', 30, 'Frames of the zoom dream.')
+flags.DEFINE_integer('seed', 0, 'PRNG seed: the same seed, the same pictures.')
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    raise app.UsageError(f'Give one command: {" | ".join(COMMANDS)}.')
+  logging.get_absl_handler().addFilter(logs.QuietLibraries())
+  try:
+    index = commands.run(argv[1], flags.FLAGS)
+  except commands.USER_ERRORS as e:
+    logging.error('%s', e)
+    sys.exit(f'Error: {e}')
+  print(f'Wrote {index}')
+
+
+if __name__ == '__main__':
+  app.run(main)

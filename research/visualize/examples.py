@@ -1,0 +1,67 @@
+"""Images to look at: a run's dataset split, its class names, and a real
+photograph for DeepDream. Everything comes out as float32 [0, 1] (N, H, W, C)
+at the network's input size."""
+import numpy as np
+
+from research.data import pipeline
+from research.data import tfds_source
+
+PHOTO = 'grace_hopper.jpg'  # shipped with matplotlib (mpl-data/sample_data)
+
+
+def split_images(data_config, spec: str, limit: int,
+                 image_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+  """(images, labels): the first `limit` examples of split `spec`, seen as in
+  evaluation (centre crops, resized to `image_shape`)."""
+  if data_config.streaming:
+    from research.data import streaming  # pylint: disable=g-import-not-at-top
+    images, labels = [], []
+    for batch in streaming.eval_batches(data_config, spec, min(limit, 256)):
+      images.append(batch['image'][batch['mask']])
+      labels.append(batch['label'][batch['mask']])
+      if sum(map(len, images)) >= limit:
+        break
+    arrays = {'image': np.concatenate(images), 'label': np.concatenate(labels)}
+  else:
+    arrays = tfds_source.load_splits(data_config, {'split': spec})['split']
+    if data_config.augment == 'random_crop':
+      arrays = pipeline.center_crop(arrays, data_config.image_size)
+  images = arrays['image'][:limit]
+  return resize(images.astype(np.float32) / 255.0, image_shape), \
+      arrays['label'][:limit]
+
+
+def resize(images: np.ndarray, image_shape: tuple) -> np.ndarray:
+  """(N, h, w, c) -> (N, H, W, C) bilinear, a grey image repeated to RGB."""
+  import jax  # pylint: disable=g-import-not-at-top
+  h, w, c = image_shape
+  if images.shape[-1] != c:
+    images = np.repeat(images.mean(-1, keepdims=True), c, axis=-1)
+  if images.shape[1:3] != (h, w):
+    images = np.asarray(jax.image.resize(images, images.shape[:1] + (h, w, c),
+                                         'bilinear'))
+  return np.clip(images, 0.0, 1.0)
+
+
+def class_names(data_config) -> list[str] | None:
+  """The label names TFDS stores ('0'..'9' for MNIST, WordNet names for
+  ImageNet); numbers when the dataset has none; None without a 'label'."""
+  features = tfds_source.prepared_builder(data_config).info.features
+  if 'label' not in features:
+    return None
+  label = features['label']
+  names = getattr(label, 'names', None)
+  return list(names) if names else [str(i) for i in range(label.num_classes)]
+
+
+def photo(max_side: int) -> np.ndarray:
+  """A real photograph (Grace Hopper, from matplotlib's sample data), (H, W,
+  3) in [0, 1], its longer side scaled to `max_side`."""
+  from matplotlib import cbook  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with cbook.get_sample_data(PHOTO) as f:
+    image = Image.open(f).convert('RGB')
+  scale = max_side / max(image.size)
+  image = image.resize((round(image.width * scale), round(image.height * scale)),
+                       Image.BICUBIC)
+  return np.asarray(image, np.float32) / 255.0
