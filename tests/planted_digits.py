@@ -49,9 +49,11 @@ def planted(split: str, count: int, seed: int) -> Planted:
 
 def train_convnet(data: Planted, seed: int, steps: int = 600,
                   batch: int = 64) -> network_lib.Network:
-  """A narrow Nielsen ch.6 convnet (8 and 16 maps, 64 hidden units) trained
-  with Adam on `data`: 32 -> 28 -> 14 -> 10 -> 5."""
-  model = convnet.ConvNet(features=(8, 16), hidden=(64,))
+  """A narrow Nielsen ch.6 convnet (16 and 32 maps, 128 hidden units)
+  trained with Adam on `data`: 32 -> 28 -> 14 -> 10 -> 5. (With 8 and 16
+  maps and 64 units, about 92% accurate, two such nets agreed on the class
+  visualizations of only 7 classes.)"""
+  model = convnet.ConvNet(features=(16, 32), hidden=(128,))
   key = jax.random.key(seed)
   params = model.init(key, jnp.zeros((1, CANVAS, CANVAS, 1)))['params']
   tx = optax.adam(2e-3)

@@ -51,8 +51,9 @@ def assert_same_run(a, b):
 
 def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
                                                              mnist_data_dir):
+  # The uninterrupted run goes on beside the interrupted ones (2 cores).
   whole = tmp_path / 'whole'
-  run_cli(*ARGS, f'--config.data.data_dir={mnist_data_dir}', f'--workdir={whole}')
+  uninterrupted = start(whole, mnist_data_dir)
 
   # kill -9 at a random step after the first checkpoint: at most the steps
   # since the last checkpoint are lost.
@@ -66,6 +67,8 @@ def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
   rerun = run_cli(*ARGS, f'--config.data.data_dir={mnist_data_dir}',
                   f'--workdir={killed}')
   assert 'Resumed from the checkpoint at step' in rerun.stderr
+  _, stderr = uninterrupted.communicate(timeout=300)
+  assert uninterrupted.returncode == 0, stderr[-2000:]
   assert_same_run(whole, killed)
 
   # SIGTERM (a preemption): a checkpoint at the step it stopped, a clean exit.

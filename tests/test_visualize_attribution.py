@@ -77,7 +77,7 @@ def test_first_layer_filters_and_top5(planted_nets, tmp_path):
   _, test, net, _ = planted_nets
   filters = attribution.first_layer_filters(net)
   kernel = np.asarray(net.params['conv1']['conv']['kernel'])
-  assert filters.shape == (8, 5, 5, 1)
+  assert filters.shape == (16, 5, 5, 1)
   assert filters.min() >= 0 and filters.max() <= 1
   # Zero weight is grey, and the sign of each weight is kept.
   np.testing.assert_array_equal(filters[..., 0] > 0.5,
@@ -131,7 +131,7 @@ def test_top9_finds_the_planted_patches(planted_nets):
     assert tuple(box) == expected[index]
     np.testing.assert_allclose(cut[..., 0], patch, rtol=1e-6)
   assert np.all(np.diff(found.values[channel]) <= 0)
-  assert found.patches.shape == (8, 9, 5, 5, 1)
+  assert found.patches.shape == (16, 9, 5, 5, 1)
 
 
 def _plant(image, patch, top, left, margin: int = 4):

@@ -114,7 +114,7 @@ def _integrated(model, prepare, steps, params, images, baselines, classes):
   return (images - baselines) * mean_grad
 
 
-def integrated_gradients(net, images, classes, baseline=None, steps: int = 64,
+def integrated_gradients(net, images, classes, baseline=None, steps: int = 128,
                          batch_size: int = 1024) -> np.ndarray:
   """Sundararajan et al.'s integrated gradients, (B, H, W, C) attributions
   whose sum is logit_c(x) - logit_c(baseline) up to the quadrature error.
