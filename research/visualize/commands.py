@@ -107,11 +107,14 @@ def _data_config(config, options) -> ml_collections.ConfigDict:
 # ------------------------------------------------------------------ layers
 
 def feature_layers(net) -> list[str]:
-  """Spatial (B, H, W, C) activations after their nonlinearity, in forward
-  order: the layers Zeiler and Fergus look into."""
-  return [name for name, shape in net.layer_shapes().items()
-          if len(shape) == 3 and name != 'input'
-          and not name.endswith('pre_relu')]
+  """Hidden activations after their nonlinearity, in forward order: the
+  spatial (H, W, C) maps Zeiler and Fergus look into, or, for a network
+  without any (Nielsen's MLP), its hidden layers."""
+  shapes = {name: shape for name, shape in net.layer_shapes().items()
+            if name != 'input' and not name.startswith('logits')
+            and not name.endswith('pre_relu')}
+  spatial = [name for name, shape in shapes.items() if len(shape) == 3]
+  return spatial or list(shapes)
 
 
 def _check_layer(net, name: str) -> str:
@@ -165,7 +168,7 @@ def classes(ctx):
   Fourier/decorrelated-colour prior and random transformations."""
   o, names = ctx.options, _names(ctx)
   targets = jnp.arange(_num_classes(ctx.net))
-  deepest = feature_layers(ctx.net)[-1]
+  deepest = feature_layers(ctx.net)[-1] if o.batch > 1 else None
   images, trace = render.render(
       ctx.net, lambda t: _diverse(objectives.class_logit(t), deepest, o.batch),
       targets, jax.random.fold_in(ctx.key, 1), steps=o.steps, batch=o.batch)
@@ -276,14 +279,22 @@ def zeiler_fergus(ctx):
              gallery_lib.enlarge(gallery_lib.grid(np.stack(overlays)), 512),
              f'{kind.replace("_", " ")} for the predicted class '
              f'({", ".join(names[c] for c in classes)})')
-  filters = attribution.first_layer_filters(ctx.net)
-  ctx.save('First-layer filters', 'zeiler_fergus/filters.png',
-           gallery_lib.enlarge(gallery_lib.grid(filters), 384),
-           f'{len(filters)} first-layer filters')
+  _first_layer_filters(ctx)
   path = ctx.gallery.out / 'zeiler_fergus' / 'top5.png'
   attribution.top5_panel(ctx.net, panel, names, path=path,
                          labels=labels[:PANEL_IMAGES] if labels.ndim == 1 else None)
   ctx.gallery.add('Top-5 predictions', path, f'Top-5 predictions on {spec}')
+
+
+def _first_layer_filters(ctx):
+  try:
+    filters = attribution.first_layer_filters(ctx.net)
+  except ValueError as e:  # no convolution (an MLP): nothing to draw
+    logging.info('No first-layer filters: %s', e)
+    return
+  ctx.save('First-layer filters', 'zeiler_fergus/filters.png',
+           gallery_lib.enlarge(gallery_lib.grid(filters), 384),
+           f'{len(filters)} first-layer filters')
 
 
 def _predicted(ctx, images) -> np.ndarray:
