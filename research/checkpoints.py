@@ -54,6 +54,15 @@ class Checkpointer:
     self.manager.close()
 
 
+def latest_step(workdir) -> int | None:
+  """The step of the newest finished checkpoint in workdir, None if none."""
+  path = absolute(workdir) / 'checkpoints'
+  if not path.is_dir():
+    return None
+  with ocp.CheckpointManager(path) as manager:
+    return manager.latest_step()
+
+
 def load_latest(workdir) -> tuple[dict, int]:
   """The newest checkpoint's train state as nested dicts of arrays, and its
   step, for code that reads a finished run (tests, visualization)."""

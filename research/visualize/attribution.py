@@ -31,10 +31,6 @@ import numpy as np
 from research.visualize import network as network_lib
 
 
-def _as_net(model, prepare, params) -> network_lib.Network:
-  return network_lib.Network(model, params, (), prepare)
-
-
 def _class_logits(net, images, classes):
   logits = net.logits(images).astype(jnp.float32)
   return jnp.take_along_axis(logits, classes[:, None], axis=1)[:, 0]
@@ -64,7 +60,7 @@ def _classes(classes, count: int) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _saliency(model, prepare, params, images, classes):
-  net = _as_net(model, prepare, params)
+  net = network_lib.bind(model, prepare, params)
   grads = jax.grad(lambda x: jnp.sum(_class_logits(net, x, classes)))(images)
   return jnp.max(jnp.abs(grads), axis=-1)
 
@@ -102,7 +98,7 @@ def _trapezoid(steps: int):
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _integrated(model, prepare, steps, params, images, baselines, classes):
-  net = _as_net(model, prepare, params)
+  net = network_lib.bind(model, prepare, params)
   alphas, weights = _trapezoid(steps)
   shape = (-1,) + images.shape[1:]
   # All steps of all images in one batch: one forward and backward pass.
@@ -162,7 +158,7 @@ def occlusion_windows(image_shape, size: int, stride: int) -> np.ndarray:
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _occluded_scores(model, prepare, size, score, params, images, corners,
                      fill, classes):
-  net = _as_net(model, prepare, params)
+  net = network_lib.bind(model, prepare, params)
   rows = jnp.arange(images.shape[1])[None, :, None]
   cols = jnp.arange(images.shape[2])[None, None, :]
   top, left = corners[:, 0, None, None], corners[:, 1, None, None]
@@ -264,7 +260,7 @@ class Predictions(NamedTuple):
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _top_k(model, prepare, k, params, images):
-  probs = _as_net(model, prepare, params).probabilities(images)
+  probs = network_lib.bind(model, prepare, params).probabilities(images)
   values, indices = jax.lax.top_k(probs.astype(jnp.float32), k)
   return indices, values
 

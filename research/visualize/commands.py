@@ -56,7 +56,7 @@ class Context:
 
 
 def run(command: str, options) -> str:
-  if not has_checkpoint(options.workdir):
+  if checkpoints.latest_step(options.workdir) is None:
     if command != 'demo':
       raise FileNotFoundError(
           f'No checkpoint in {options.workdir}: train a run with '
@@ -76,11 +76,6 @@ def run(command: str, options) -> str:
     COMMANDS[name](ctx)
     logging.info('%s done in %.0f s', name, time.time() - start)
   return str(gallery.write())
-
-
-def has_checkpoint(workdir) -> bool:
-  path = checkpoints.absolute(workdir) / 'checkpoints'
-  return path.is_dir() and any(p.name.isdigit() for p in path.iterdir())
 
 
 def train_demo_model(options):
@@ -110,7 +105,7 @@ def feature_layers(net) -> list[str]:
   """Hidden activations after their nonlinearity, in forward order: the
   spatial (H, W, C) maps Zeiler and Fergus look into, or, for a network
   without any (Nielsen's MLP), its hidden layers."""
-  shapes = {name: shape for name, shape in net.layer_shapes().items()
+  shapes = {name: shape for name, shape in net.layer_shapes.items()
             if name != 'input' and not name.startswith('logits')
             and not name.endswith('pre_relu')}
   spatial = [name for name, shape in shapes.items() if len(shape) == 3]
@@ -118,7 +113,7 @@ def feature_layers(net) -> list[str]:
 
 
 def _check_layer(net, name: str) -> str:
-  shapes = net.layer_shapes()
+  shapes = net.layer_shapes
   if name not in shapes:
     raise LayerError(f'No layer {name!r} in this network; --layer can be one '
                      f'of: {", ".join(shapes)}.')
@@ -136,7 +131,7 @@ def pre_relu(net, layer: str) -> str:
   """The pre-ReLU twin of a layer if the model sows one: a dead ReLU gives no
   gradient to ascend (the Feature Visualization article's advice)."""
   twin = layer.removesuffix('relu') + 'pre_relu'
-  return twin if layer.endswith('/relu') and twin in net.layer_shapes() else layer
+  return twin if layer.endswith('/relu') and twin in net.layer_shapes else layer
 
 
 def dream_layer(ctx) -> str:
@@ -151,7 +146,7 @@ def dream_layer(ctx) -> str:
 # ---------------------------------------------------------------- commands
 
 def _num_classes(net) -> int:
-  return net.layer_shapes()['logits'][-1]
+  return net.layer_shapes['logits'][-1]
 
 
 def _names(ctx) -> list[str]:
@@ -193,7 +188,7 @@ def channels(ctx):
   """Feature visualizations of the first --channels maps of a layer."""
   o = ctx.options
   layer = pre_relu(ctx.net, zf_layer(ctx))
-  count = min(o.channels, ctx.net.layer_shapes()[layer][-1])
+  count = min(o.channels, ctx.net.layer_shapes[layer][-1])
   images, _ = render.render(
       ctx.net, lambda t: objectives.channel(layer, t), jnp.arange(count),
       jax.random.fold_in(ctx.key, 2), steps=o.steps)
@@ -201,18 +196,6 @@ def channels(ctx):
   ctx.save('Feature visualizations', 'channels/grid.png',
            gallery_lib.enlarge(gallery_lib.grid(images), 512),
            f'Channels 0..{count - 1} of {layer}')
-
-
-def _photo(ctx) -> np.ndarray:
-  o = ctx.options
-  if not o.image:
-    return examples.photo(o.size)
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  picture = Image.open(o.image).convert('RGB')
-  scale = o.size / max(picture.size)
-  picture = picture.resize((round(picture.width * scale),
-                            round(picture.height * scale)), Image.BICUBIC)
-  return np.asarray(picture, np.float32) / 255.0
 
 
 def _dream_args(ctx) -> dict:
@@ -227,7 +210,7 @@ def _dream_args(ctx) -> dict:
 def dream_photo(ctx):
   """DeepDream on a real photograph, octave by octave."""
   o, layer = ctx.options, dream_layer(ctx)
-  photo = _photo(ctx)
+  photo = examples.photo(o.size, o.image)
   dreamed = dream.deepdream(ctx.net, photo, layer,
                             jax.random.fold_in(ctx.key, 3), **_dream_args(ctx))
   ctx.save('DeepDream', 'dream/photo.png', photo, 'The photograph')
@@ -238,7 +221,7 @@ def dream_photo(ctx):
 def zoom(ctx):
   """The zoom dream: each frame the last one zoomed 5% and dreamed again."""
   o, layer = ctx.options, dream_layer(ctx)
-  photo = _photo(ctx)
+  photo = examples.photo(o.size, o.image)
   paths = dream.zoom_dream(ctx.net, photo, layer, jax.random.fold_in(ctx.key, 4),
                            ctx.gallery.out / 'zoom', frames=o.frames,
                            **_dream_args(ctx))

@@ -54,12 +54,13 @@ def class_names(data_config) -> list[str] | None:
   return list(names) if names else [str(i) for i in range(label.num_classes)]
 
 
-def photo(max_side: int) -> np.ndarray:
-  """A real photograph (Grace Hopper, from matplotlib's sample data), (H, W,
-  3) in [0, 1], its longer side scaled to `max_side`."""
+def photo(max_side: int, path=None) -> np.ndarray:
+  """The photograph at `path`, by default a real one (Grace Hopper, from
+  matplotlib's sample data), (H, W, 3) in [0, 1], its longer side scaled to
+  `max_side`."""
   from matplotlib import cbook  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  with cbook.get_sample_data(PHOTO) as f:
+  with (open(path, 'rb') if path else cbook.get_sample_data(PHOTO)) as f:
     image = Image.open(f).convert('RGB')
   scale = max_side / max(image.size)
   image = image.resize((round(image.width * scale), round(image.height * scale)),

@@ -9,6 +9,7 @@ activation the model sows in 'intermediates' under its '/'-joined path
 images themselves as 'input'. No model is edited for this: they all sow.
 """
 import dataclasses
+import functools
 import json
 from typing import Any, Callable
 
@@ -50,11 +51,19 @@ class Network:
   def probabilities(self, images) -> jax.Array:
     return jax.nn.softmax(self.logits(images), axis=-1)
 
+  @functools.cached_property
   def layer_shapes(self) -> dict:
     """{name: shape of one image's activation}, in the order the model
-    computes them (one forward pass of a blank image)."""
+    computes them (one forward pass of a blank image, once per network)."""
     acts = self.activations(jnp.zeros((1,) + tuple(self.image_shape)))
     return {name: tuple(a.shape[1:]) for name, a in acts.items()}
+
+
+def bind(model, prepare, params) -> Network:
+  """The network inside a function jitted with `model` and `prepare` static
+  and `params` traced, so the weights are an argument of the compiled
+  program rather than constants folded into it."""
+  return Network(model, params, (), prepare)
 
 
 def config_of(workdir) -> ml_collections.ConfigDict:

@@ -48,7 +48,7 @@ def _probes(shape, count: int = 8) -> np.ndarray:
 def _support(model, prepare, layer, params, images, units):
   """(N, H, W) whether pixels of images[n] move unit units[n] = (y, x) of
   `layer` (all its channels, randomly weighted so none cancel)."""
-  net = network_lib.Network(model, params, (), prepare)
+  net = network_lib.bind(model, prepare, params)
   out, vjp = jax.vjp(lambda x: net.activations(x)[layer], images)
   n, h, w = out.shape[:3]
   at = ((jnp.arange(h)[None, :, None] == units[:, 0, None, None])
@@ -110,7 +110,7 @@ def receptive_field(net, layer: str, samples: int = 8,
   image.
   """
   h, w, c = net.image_shape
-  shape = jax.eval_shape(net.activations, jnp.zeros((1, h, w, c)))[layer].shape
+  shape = (1,) + net.layer_shapes[layer]
   if len(shape) != 4:
     return ReceptiveField((h, w), (0, 0), (0, 0))
   units = np.repeat(_probes(shape[1:3]), samples, axis=0)
@@ -160,9 +160,7 @@ class TopUnits:
 
 
 def _empty(net, layer, k):
-  h, w, c = net.image_shape
-  channels = jax.eval_shape(net.activations,
-                            jnp.zeros((1, h, w, c)))[layer].shape[-1]
+  channels = net.layer_shapes[layer][-1]
   return (jnp.full((channels, k), -jnp.inf, jnp.float32),
           jnp.full((channels, k), -1, jnp.int32),
           jnp.zeros((channels, k, 2), jnp.int32))
@@ -170,7 +168,7 @@ def _empty(net, layer, k):
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _merge(model, prepare, layer, params, state, images, first, valid):
-  net = network_lib.Network(model, params, (), prepare)
+  net = network_lib.bind(model, prepare, params)
   acts = net.activations(images)[layer].astype(jnp.float32)
   if acts.ndim == 2:
     acts = acts[:, None, None, :]
