@@ -12,7 +12,7 @@ import numpy as np
 from flax import traverse_util
 
 from research import checkpoints
-from tests.conftest import REPO, read_jsonl, run_cli
+from tests.conftest import REPO, read_jsonl
 
 ARGS = ['--config=configs/mnist_nielsen.py:test', '--config.num_epochs=60',
         '--config.checkpoint_every_epochs=5', '--config.eval_every_epochs=5']
@@ -51,39 +51,39 @@ def assert_same_run(a, b):
 
 def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
                                                              mnist_data_dir):
-  # The uninterrupted run goes on beside the interrupted ones (2 cores).
-  whole = tmp_path / 'whole'
+  # The uninterrupted run and the two interrupted ones go on side by side,
+  # and so do the two reruns: each process spends most of its time starting.
+  whole, killed, termed = (tmp_path / name for name in
+                           ('whole', 'killed', 'termed'))
   uninterrupted = start(whole, mnist_data_dir)
+  to_kill, to_term = start(killed, mnist_data_dir), start(termed, mnist_data_dir)
 
   # kill -9 at a random step after the first checkpoint: at most the steps
   # since the last checkpoint are lost.
-  killed = tmp_path / 'killed'
-  proc = start(killed, mnist_data_dir)
-  wait_for_first_checkpoint(proc, killed)
+  wait_for_first_checkpoint(to_kill, killed)
   time.sleep(random.uniform(0, 0.3))
-  proc.send_signal(signal.SIGKILL)
-  assert proc.wait() == -signal.SIGKILL
+  to_kill.send_signal(signal.SIGKILL)
+  assert to_kill.wait() == -signal.SIGKILL
   assert not (killed / 'results.json').exists(), 'the run ended before the kill'
-  rerun = run_cli(*ARGS, f'--config.data.data_dir={mnist_data_dir}',
-                  f'--workdir={killed}')
-  assert 'Resumed from the checkpoint at step' in rerun.stderr
-  _, stderr = uninterrupted.communicate(timeout=300)
-  assert uninterrupted.returncode == 0, stderr[-2000:]
-  assert_same_run(whole, killed)
 
   # SIGTERM (a preemption): a checkpoint at the step it stopped, a clean exit.
-  termed = tmp_path / 'termed'
-  proc = start(termed, mnist_data_dir)
-  wait_for_first_checkpoint(proc, termed)
-  proc.send_signal(signal.SIGTERM)
-  _, stderr = proc.communicate(timeout=120)
-  assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+  wait_for_first_checkpoint(to_term, termed)
+  to_term.send_signal(signal.SIGTERM)
+  _, stderr = to_term.communicate(timeout=120)
+  assert to_term.returncode == 128 + signal.SIGTERM, stderr[-2000:]
   assert 'Traceback' not in stderr
   stopped_at = int(re.search(r'Stopped by SIGTERM at step (\d+)', stderr)[1])
   assert (termed / 'checkpoints' / str(stopped_at)).is_dir()
   assert not (termed / 'results.json').exists()
-  rerun = run_cli(*ARGS, f'--config.data.data_dir={mnist_data_dir}',
-                  f'--workdir={termed}')
-  assert f'Resumed from the checkpoint at step {stopped_at}' in rerun.stderr
+
+  reruns = [start(d, mnist_data_dir) for d in (killed, termed)]
+  (_, killed_log), (_, termed_log), (_, whole_log) = (
+      proc.communicate(timeout=300) for proc in (*reruns, uninterrupted))
+  for proc, log in zip((*reruns, uninterrupted),
+                       (killed_log, termed_log, whole_log)):
+    assert proc.returncode == 0, log[-2000:]
+  assert 'Resumed from the checkpoint at step' in killed_log
+  assert f'Resumed from the checkpoint at step {stopped_at}' in termed_log
+  assert_same_run(whole, killed)
   assert_same_run(whole, termed)
 

@@ -104,30 +104,34 @@ def test_the_first_net_sees_its_own_classes(prior, planted_nets):
 
 
 @pytest.fixture(scope='module')
-def three_keys(prior):
-  """(T, 3 keys x BATCH, H, W, C): the prior's pictures from keys 0, 1, 2,
-  so a claim about transfer does not rest on one lucky key."""
-  renderer, images = prior[0], prior[1]
-  more = [np.asarray(renderer(CLASSES, jax.random.key(k))[0]) for k in (1, 2)]
-  return np.concatenate([images] + more, axis=1)
+def three_keys(planted_nets):
+  """(T, 3 keys x BATCH, H, W, C): pictures from keys 0, 1, 2, so a claim
+  about transfer does not rest on one lucky key, rendered with the library's
+  default budget of 512 steps (the other tests use 128 to save time) and
+  scales of 0.8-1.2: robustness to transformations is what makes feature
+  visualizations transfer between networks (Olah et al., Feature
+  Visualization, 2017)."""
+  transform = transforms.compose(
+      transforms.pad(4, 0.0), transforms.jitter(4),
+      transforms.scale_rotate(scales=(0.8, 0.9, 1.0, 1.1, 1.2), value=0.0),
+      transforms.jitter(2))
+  renderer = render.renderer(planted_nets[2], class_objective, batch=BATCH,
+                             transform=transform)
+  return np.concatenate([np.asarray(renderer(CLASSES, jax.random.key(k))[0])
+                         for k in (0, 1, 2)], axis=1)
 
 
-def test_second_net_recognises_most_classes(three_keys, planted_nets):
-  """Measured: with mean probabilities over keys 0, 1, 2 of 1.00, 0.93, 0.94,
-  1.00, 1.00, 0.99, 1.00, 1.00, 1.00, 0.81 for classes 0-9, the
-  independently trained second net recognises 9 of the 10 classes; its 9 is
-  the first net's 9 only from some keys (0.96, 0.55, 0.93). (Naive pixel
-  ascent's pictures, key 0, also transfer to these nets: mean p 0.94 against
-  the prior's 0.97; with nets half as wide it was 0.68 against 0.86.)"""
+def test_an_independently_trained_net_recognises_every_class(three_keys,
+                                                             planted_nets):
+  """Measured: mean p of the target class per class 0-9, keys 0-2: 1.00,
+  1.00, 0.98, 1.00, 1.00, 1.00, 1.00, 1.00, 1.00, 0.93 (keys 3-5, not
+  tested: the same but 0.99 and 0.91 for 2 and 9). At 128 steps with scales
+  of 0.9-1.1, class 9 had 0.81: the second net's 9 was the first net's 9 only
+  from some keys."""
   p = target_probabilities(planted_nets[3], three_keys).mean(1)
   print('second net, mean p per class', p.round(3))
-  assert np.sum(p > 0.9) >= 9
-
-
-@pytest.mark.xfail(strict=True, reason='the issue\'s criterion: 9 of 10 '
-                   'classes over keys 0-2 (class 9: p = 0.81), not all 10')
-def test_second_net_recognises_every_class(three_keys, planted_nets):
-  assert np.all(target_probabilities(planted_nets[3], three_keys).mean(1) > 0.9)
+  assert np.all(p > 0.9)
+  assert np.all(target_probabilities(planted_nets[2], three_keys) > 0.95)
 
 
 def test_same_key_same_images_and_one_compilation(prior):
