@@ -51,22 +51,25 @@ def assert_same_run(a, b):
 
 def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
                                                              mnist_data_dir):
-  # The uninterrupted run and the two interrupted ones go on side by side,
-  # and so do the two reruns: each process spends most of its time starting.
+  # Runs go on side by side (each spends most of its time starting), but each
+  # interrupted run starts only once the test is free to watch it: a run
+  # left alone would pass its first checkpoint unseen.
   whole, killed, termed = (tmp_path / name for name in
                            ('whole', 'killed', 'termed'))
   uninterrupted = start(whole, mnist_data_dir)
-  to_kill, to_term = start(killed, mnist_data_dir), start(termed, mnist_data_dir)
 
   # kill -9 at a random step after the first checkpoint: at most the steps
   # since the last checkpoint are lost.
+  to_kill = start(killed, mnist_data_dir)
   wait_for_first_checkpoint(to_kill, killed)
   time.sleep(random.uniform(0, 0.3))
   to_kill.send_signal(signal.SIGKILL)
   assert to_kill.wait() == -signal.SIGKILL
   assert not (killed / 'results.json').exists(), 'the run ended before the kill'
+  killed_rerun = start(killed, mnist_data_dir)
 
   # SIGTERM (a preemption): a checkpoint at the step it stopped, a clean exit.
+  to_term = start(termed, mnist_data_dir)
   wait_for_first_checkpoint(to_term, termed)
   to_term.send_signal(signal.SIGTERM)
   _, stderr = to_term.communicate(timeout=120)
@@ -75,12 +78,12 @@ def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
   stopped_at = int(re.search(r'Stopped by SIGTERM at step (\d+)', stderr)[1])
   assert (termed / 'checkpoints' / str(stopped_at)).is_dir()
   assert not (termed / 'results.json').exists()
+  termed_rerun = start(termed, mnist_data_dir)
 
-  reruns = [start(d, mnist_data_dir) for d in (killed, termed)]
-  (_, killed_log), (_, termed_log), (_, whole_log) = (
-      proc.communicate(timeout=300) for proc in (*reruns, uninterrupted))
-  for proc, log in zip((*reruns, uninterrupted),
-                       (killed_log, termed_log, whole_log)):
+  procs = (killed_rerun, termed_rerun, uninterrupted)
+  killed_log, termed_log, whole_log = (p.communicate(timeout=300)[1]
+                                       for p in procs)
+  for proc, log in zip(procs, (killed_log, termed_log, whole_log)):
     assert proc.returncode == 0, log[-2000:]
   assert 'Resumed from the checkpoint at step' in killed_log
   assert f'Resumed from the checkpoint at step {stopped_at}' in termed_log
