@@ -26,43 +26,44 @@ def _check_conv(fast, plain, x, w, rtol=2e-5):
                                atol=rtol * scale, rtol=0)
 
 
-@pytest.mark.parametrize('size,c,k,o,stride,padding', [
-    (13, 8, 3, 6, 1, 1),     # AlexNet conv3-5 kind
-    (11, 5, 5, 4, 1, 2),     # conv2 kind
-    (9, 4, 1, 7, 1, 0),      # 1x1: a matmul
-    (27, 3, 11, 8, 4, 0),    # AlexNet conv1: space-to-depth
-    (20, 3, 7, 5, 2, 'SAME'),  # GoogLeNet conv1: asymmetric SAME padding
-    (10, 3, 4, 5, 3, 1),     # kernel a multiple of the stride
-])
-def test_conv_matches_lax(size, c, k, o, stride, padding):
+@pytest.mark.parametrize('padding', [0, 'SAME', 'VALID'])
+def test_one_by_one_conv_is_a_matmul_with_lax_values_and_gradients(padding):
   rng = np.random.default_rng(0)
-  x = _rand(rng, (2, size, size + 1, c))
-  w = _rand(rng, (k, k, c, o), 0.1)
+  x = _rand(rng, (2, 9, 10, 5))
+  w = _rand(rng, (1, 1, 5, 7), 0.1)
   pads = padding if isinstance(padding, str) else [(padding, padding)] * 2
-  plain = lambda x, w: lax.conv_general_dilated(
-      x, w, (stride, stride), pads, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  fast = lambda x, w: fast_ops.conv_general_dilated(
-      x, w, (stride, stride), pads, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  conv = lambda op: lambda x, w: op(x, w, (1, 1), pads,
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  fast, plain = conv(fast_ops.conv_general_dilated), conv(lax.conv_general_dilated)
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda x, w: fast(x, w).sum(),
+                                      (0, 1)))(x, w))
+  assert 'dot_general' in jaxpr and 'conv_general_dilated' not in jaxpr
   _check_conv(jax.jit(fast), jax.jit(plain), x, w)
+
+
+@pytest.mark.parametrize('k,stride,padding', [(3, 1, 1), (1, 2, 0), (1, 1, 1)])
+def test_other_convolutions_stay_xla_convolutions(k, stride, padding):
+  x, w = jnp.zeros((2, 9, 9, 3)), jnp.zeros((k, k, 3, 4))
+  jaxpr = str(jax.make_jaxpr(lambda x, w: fast_ops.conv_general_dilated(
+      x, w, (stride, stride), [(padding, padding)] * 2,
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC')))(x, w))
+  assert 'conv_general_dilated' in jaxpr and 'dot_general' not in jaxpr
 
 
 def test_other_backends_take_the_plain_ops(monkeypatch):
   monkeypatch.setattr(fast_ops, '_on_cpu', lambda: False)
-  x, w = jnp.zeros((2, 9, 9, 3)), jnp.zeros((3, 3, 3, 4))
-  for stride in (1, 2):
-    jaxpr = str(jax.make_jaxpr(lambda x, w: fast_ops.conv_general_dilated(
-        x, w, (stride, stride), 'SAME',
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC')))(x, w))
-    assert 'conv_general_dilated' in jaxpr and 'custom_vjp' not in jaxpr
+  x, w = jnp.zeros((2, 9, 9, 3)), jnp.zeros((1, 1, 3, 4))
+  jaxpr = str(jax.make_jaxpr(lambda x, w: fast_ops.conv_general_dilated(
+      x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))(x, w))
+  assert 'conv_general_dilated' in jaxpr and 'dot_general' not in jaxpr
   jaxpr = str(jax.make_jaxpr(lambda x: fast_ops.max_pool(x, (3, 3), (2, 2)))(x))
   assert 'reduce_window_max' in jaxpr and 'custom_vjp' not in jaxpr
 
 
 def test_flax_conv_hook_keeps_parameters_and_values():
   x = _rand(np.random.default_rng(0), (2, 15, 15, 3))
-  plain = nn.Conv(4, (5, 5), strides=2, padding=1)
-  fast = nn.Conv(4, (5, 5), strides=2, padding=1,
-                 conv_general_dilated=fast_ops.conv_general_dilated)
+  plain = nn.Conv(4, (1, 1))
+  fast = nn.Conv(4, (1, 1), conv_general_dilated=fast_ops.conv_general_dilated)
   params = plain.init(jax.random.key(0), x)
   assert (jax.tree.map(jnp.shape, fast.init(jax.random.key(0), x))
           == jax.tree.map(jnp.shape, params))
@@ -92,3 +93,21 @@ def test_max_pool_matches_flax_including_ties(shape, window, stride, padding):
   np.testing.assert_array_equal(y, want_y)
   np.testing.assert_allclose(vjp(g)[0], want_vjp(g)[0], rtol=1e-6, atol=1e-6)
 
+
+
+@pytest.mark.parametrize('shape,window,stride', [
+    ((2, 14, 14, 3), 5, 3),   # GoogLeNet's auxiliary heads: 14x14 -> 4x4
+    ((2, 9, 11, 2), 2, 2),    # uneven: trailing rows no window covers
+    ((2, 7, 7, 4), 7, 7),     # one window over the whole map
+])
+def test_avg_pool_matches_flax(shape, window, stride):
+  rng = np.random.default_rng(0)
+  x = _rand(rng, shape)
+  plain = lambda x: nn.avg_pool(x, (window, window), strides=(stride, stride))
+  fast = lambda x: fast_ops.avg_pool(x, window, stride)
+  y, vjp = jax.vjp(jax.jit(fast), x)
+  want_y, want_vjp = jax.vjp(jax.jit(plain), x)
+  g = _rand(rng, y.shape)
+  assert y.shape == want_y.shape
+  np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(vjp(g)[0], want_vjp(g)[0], rtol=1e-5, atol=1e-6)

@@ -6,28 +6,26 @@ rewrite only on the CPU backend (`jax.default_backend() == 'cpu'`, read when the
 function is traced); elsewhere it is the plain lax op, so GPU/TPU programs are
 unchanged.
 
-Why (AlexNet, batch 32, 2-core AMD EPYC, XLA CPU, jax 0.10; per-op timings from
-isolated forward / input-gradient / weight-gradient jits):
+Why (2-core AMD EPYC, XLA CPU, jax 0.10, with research/xla_flags.py's
+settings; research.bench, batch 32, full training step):
 
-- Convolution weight gradients. XLA CPU lowers dL/dW as a convolution of the
-  input with the output gradient as a huge "kernel", which ran at 5-15 GFLOP/s
-  (conv2: 0.7 s per tower against 0.06 s forward; GoogLeNet's 3x3 conv2 2.7 s
-  against 0.26 s). The same sum, written as one matmul per kernel offset,
-  dW[i, j] = x_shifted(i, j)^T dY (Eigen sgemm), is 3-7x faster. Forward and
-  input gradient stay XLA's convolutions, which run near sgemm speed.
-- Strided convolutions (AlexNet conv1 11x11/4, GoogLeNet conv1 7x7/2) with 3
-  input channels: their weight gradient ran at ~10 GFLOP/s. Space-to-depth
-  (s x s pixel blocks become channels; the kernel is zero-padded to a multiple
-  of s) makes it a stride-1 sum over s*s*3 channels, then the matmuls above.
-  (Space-to-depth for the forward too was slower than XLA's strided conv:
-  x0.8 AlexNet conv1, x0.4 GoogLeNet conv1.)
-- 1x1 stride-1 convolutions (most of GoogLeNet) are a matmul: weight gradient
-  15x faster than XLA's.
-- Max-pool backward. XLA CPU's select_and_scatter took 0.2-0.3 s for AlexNet's
-  pool1 against 0.013 s forward. The backward here routes each output gradient
-  to the first maximum of its window in row-major order (what
-  select_and_scatter with `ge` does, so ties break identically) with shifted
-  masks and pads that XLA fuses into elementwise loops.
+- 1x1 stride-1 convolutions (most of GoogLeNet) are a matmul: GoogLeNet
+  7.3 images/s with the matmul against 6.3 with XLA's convolution.
+- Max pooling. XLA CPU's select_and_scatter (the backward) took 0.2-0.3 s
+  for AlexNet's pool1 against 0.013 s forward; AlexNet 19.7 images/s with
+  the rewrite below against 14.7 without. The backward here routes each
+  output gradient to the first maximum of its window in row-major order
+  (what select_and_scatter with `ge` does, so ties break identically) with
+  shifted slices that XLA fuses into elementwise loops. The forward is the
+  maximum of the window's shifted slices, one elementwise loop over both
+  cores where reduce_window ran on one (AlexNet 18-20 -> 21.7 images/s).
+- Average pooling (GoogLeNet's auxiliary heads): two small matmuls with
+  0/1 pooling matrices; reduce_window's backward ran on one core.
+
+Other convolutions are XLA's own, forward and backward. (Before xla_flags
+moved them off YNNPACK, their weight gradients were rewritten here as one
+matmul per kernel offset; with XLA's Eigen convolutions that rewrite made
+AlexNet slower, 16.3 against 19.7 images/s.)
 """
 import functools
 
@@ -48,116 +46,37 @@ def _on_cpu() -> bool:
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
-def _plain_conv(x, w, stride, padding):
-  return lax.conv_general_dilated(x, w, (stride, stride), padding,
-                                  dimension_numbers=_NHWC)
-
-
-def _weight_grad_s1(x, g, kh, kw):
-  """dL/dW of a stride-1, unpadded NHWC/HWIO convolution: for each kernel
-  offset (i, j), (shifted input)^T (output gradient), a (B*H*W, C)^T (B*H*W, O)
-  matmul."""
-  b, ho, wo, o = g.shape
-  c = x.shape[-1]
-  g2 = g.reshape(-1, o)
-  rows = []
-  for i in range(kh):
-    for j in range(kw):
-      xs = lax.slice(x, (0, i, j, 0), (b, i + ho, j + wo, c)).reshape(-1, c)
-      rows.append(lax.dot_general(xs, g2, (((0,), (0,)), ((), ())),
-                                  preferred_element_type=g.dtype))
-  return jnp.stack(rows).reshape(kh, kw, c, o)
-
-
-def _weight_grad(x, g, kh, kw, stride, padding):
-  """dL/dW of an NHWC/HWIO convolution. Stride s > 1 goes through
-  space-to-depth: s x s pixel blocks become channels, so the kernel, zero-padded
-  to whole blocks, slides with stride 1; the padded rows are cropped off."""
-  (pt, pb), (pl, pr) = padding
-  s = stride
-  b, h, wd, c = x.shape
-  _, ho, wo, o = g.shape
-  kh2, kw2 = -(-kh // s), -(-kw // s)  # kernel size in blocks
-  # Input rows/cols the blocked convolution reads: pad or crop the bottom/right
-  # to exactly that (cropped ones are read by no output).
-  hp, wp = (ho - 1 + kh2) * s, (wo - 1 + kw2) * s
-  x = jnp.pad(x, ((0, 0), (pt, max(0, hp - h - pt)), (pl, max(0, wp - wd - pl)),
-                  (0, 0)))[:, :hp, :wp]
-  if s == 1:
-    return _weight_grad_s1(x, g, kh, kw)
-  x = x.reshape(b, hp // s, s, wp // s, s, c).transpose(0, 1, 3, 2, 4, 5)
-  # (XLA fuses this 6-D transpose into each offset's slice below, a gather
-  # with 3-float runs; an optimization_barrier here did not stop that.)
-  x = x.reshape(b, hp // s, wp // s, s * s * c)
-  dw = _weight_grad_s1(x, g, kh2, kw2).reshape(kh2, kw2, s, s, c, o)
-  dw = dw.transpose(0, 2, 1, 3, 4, 5).reshape(kh2 * s, kw2 * s, c, o)
-  return dw[:kh, :kw]
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv(x, w, stride, padding):
-  return _plain_conv(x, w, stride, padding)
-
-
-def _conv_fwd(x, w, stride, padding):
-  return _plain_conv(x, w, stride, padding), (x, w)
-
-
-def _conv_bwd(stride, padding, res, g):
-  x, w = res
-  _, input_grad = jax.vjp(lambda x: _plain_conv(x, w, stride, padding), x)
-  (dx,) = input_grad(g)  # unused for a network's first layer: XLA drops it
-  dw = _weight_grad(x, g, w.shape[0], w.shape[1], stride, padding)
-  return dx, dw.astype(w.dtype)
-
-
-_conv.defvjp(_conv_fwd, _conv_bwd)
-
-
-def conv2d(x, w, stride: int = 1, padding=((0, 0), (0, 0))):
-  """NHWC input, HWIO kernel, explicit padding ((top, bottom), (left, right)).
-
-  On CPU: XLA's convolution forward and for the input gradient, matmuls for
-  the weight gradient; 1x1 stride-1 convolutions are a matmul (all three
-  products then are sgemm). Elsewhere lax.conv_general_dilated.
-  """
-  padding = tuple(tuple(int(v) for v in p) for p in padding)
-  if not _on_cpu():
-    return _plain_conv(x, w, stride, padding)
-  kh, kw, c, o = w.shape
-  if stride == 1 and kh == kw == 1 and padding == ((0, 0), (0, 0)):
-    return lax.dot_general(x, w.reshape(c, o), (((3,), (0,)), ((), ())))
-  return _conv(x, w, stride, padding)
-
-
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None,
                          feature_group_count=1, batch_group_count=1,
                          precision=None, preferred_element_type=None):
   """lax.conv_general_dilated's signature (flax nn.Conv's
-  `conv_general_dilated=` hook): 2-D NHWC/HWIO convolutions with equal strides
-  and no dilation or groups go to `conv2d`, everything else to lax."""
-  plain = functools.partial(
-      lax.conv_general_dilated, lhs, rhs, window_strides, padding,
-      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-      dimension_numbers=dimension_numbers,
+  `conv_general_dilated=` hook). On CPU a 1x1, stride-1, unpadded NHWC/HWIO
+  convolution without groups or dilation is a matmul (and so are its two
+  gradients); every other convolution is lax's."""
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:2],
+                                  window_strides, padding)
+  is_matmul = (
+      _on_cpu() and lhs.ndim == 4 and rhs.shape[:2] == (1, 1)
+      and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+      == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+      and tuple(window_strides) == (1, 1)
+      and all(p == 0 for pads in padding for p in pads)
+      and feature_group_count == batch_group_count == 1
+      and all(d == 1 for d in (lhs_dilation or (1, 1)))
+      and all(d == 1 for d in (rhs_dilation or (1, 1)))
+      and precision is None and preferred_element_type is None
+      and lhs.dtype == rhs.dtype)
+  if is_matmul:
+    return lax.dot_general(lhs, rhs.reshape(rhs.shape[2:]),
+                           (((3,), (0,)), ((), ())))
+  return lax.conv_general_dilated(
+      lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
       feature_group_count=feature_group_count,
       batch_group_count=batch_group_count, precision=precision,
       preferred_element_type=preferred_element_type)
-  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-  nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
-  if (not _on_cpu() or lhs.ndim != 4 or dn != nhwc
-      or feature_group_count != 1 or batch_group_count != 1
-      or any(d != 1 for d in (lhs_dilation or (1, 1)))
-      or any(d != 1 for d in (rhs_dilation or (1, 1)))
-      or len(set(window_strides)) != 1 or precision is not None
-      or preferred_element_type is not None
-      or lhs.dtype != rhs.dtype):
-    return plain()
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2],
-                                  window_strides, padding)
-  return conv2d(lhs, rhs, window_strides[0], padding)
 
 
 # ----------------------------------------------------------------------------
@@ -175,13 +94,37 @@ def _plain_max_pool(x, window, strides, pads):
   return lax.reduce_window(x, -jnp.inf, lax.max, window, strides, pads)
 
 
+def _window_offsets(window, strides, out_shape):
+  """[(start, limit)] of the padded input's strided slice that each window
+  offset reads, offsets in row-major order."""
+  return [(offset, [o + s * (n - 1) + 1
+                    for o, s, n in zip(offset, strides, out_shape)])
+          for offset in np.ndindex(*window)]
+
+
+def _pad(x, pads):
+  return lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads])
+
+
+def _slices_max_pool(x, window, strides, pads):
+  """The max of the window's shifted slices: one elementwise loop that XLA
+  splits over both cores, where XLA CPU's reduce_window ran on one."""
+  xp = _pad(x, pads)
+  out_shape = [(n - w) // s + 1 for n, w, s in zip(xp.shape, window, strides)]
+  y = None
+  for start, limit in _window_offsets(window, strides, out_shape):
+    part = lax.slice(xp, start, limit, strides)
+    y = part if y is None else jnp.maximum(y, part)
+  return y
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _max_pool(x, window, strides, pads):
-  return _plain_max_pool(x, window, strides, pads)
+  return _slices_max_pool(x, window, strides, pads)
 
 
 def _max_pool_fwd(x, window, strides, pads):
-  y = _plain_max_pool(x, window, strides, pads)
+  y = _slices_max_pool(x, window, strides, pads)
   return y, (x, y)
 
 
@@ -190,10 +133,8 @@ def _max_pool_bwd(window, strides, pads, res, g):
   offsets taken in row-major order, as XLA's select_and_scatter (select `ge`)
   does for the gradient of reduce_window max."""
   x, y = res
-  xp = lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads])
-  offsets = list(np.ndindex(*window))
-  limits = [[o + s * (n - 1) + 1 for o, s, n in zip(offset, strides, y.shape)]
-            for offset in offsets]
+  xp = _pad(x, pads)
+  offsets = _window_offsets(window, strides, y.shape)
   # Index of the first maximum in each window, computed once (barrier: a
   # hint to materialise it). A first version carried a running 'taken' mask
   # through the nine terms; XLA fused that chain into the scatter and the
@@ -201,17 +142,25 @@ def _max_pool_bwd(window, strides, pads, res, g):
   # slower (x0.84) although the isolated pool backward was 3.5x faster.
   first = jnp.full(y.shape, len(offsets), jnp.int32)
   for k in reversed(range(len(offsets))):
-    xs = lax.slice(xp, offsets[k], limits[k], strides)
-    first = jnp.where(xs == y, k, first)
+    start, limit = offsets[k]
+    first = jnp.where(lax.slice(xp, start, limit, strides) == y, k, first)
   first, g = lax.optimization_barrier((first, g))
-  zero = jnp.zeros((), g.dtype)
+  # Gather, one elementwise loop: spread `g` and `first` `stride` apart
+  # (interior padding) with window - 1 zeros before, so that the input at
+  # padded position p reads the window that starts at p - offset at index
+  # p - offset + window - 1. (Scattering each offset's share with its own
+  # pad wrote nine input-sized arrays: 1.3-2.8x slower.)
+  lo = [w - 1 for w in window]
+  hi = [n - s * (m - 1) - 1 for n, s, m in zip(xp.shape, strides, y.shape)]
+  spread = [(l, h, s - 1) for l, h, s in zip(lo, hi, strides)]
+  g = lax.pad(g, jnp.zeros((), g.dtype), spread)
+  first = lax.pad(first, jnp.array(-1, jnp.int32), spread)
   dxp = None
-  for k, (offset, limit) in enumerate(zip(offsets, limits)):
-    # Scatter the window's values back to their input positions: interior
-    # padding spreads them `stride` apart, edge padding shifts them to `offset`.
-    part = lax.pad(jnp.where(first == k, g, zero), zero, [
-        (o, p - lim, s - 1) for o, lim, s, p in zip(offset, limit, strides,
-                                                    xp.shape)])
+  for k, (offset, _) in enumerate(offsets):
+    start = [l - o for l, o in zip(lo, offset)]
+    limit = [a + n for a, n in zip(start, xp.shape)]
+    part = jnp.where(lax.slice(first, start, limit) == k,
+                     lax.slice(g, start, limit), 0)
     dxp = part if dxp is None else dxp + part
   dx = lax.slice(dxp, [lo for lo, _ in pads],
                  [lo + n for (lo, _), n in zip(pads, x.shape)])
@@ -232,3 +181,28 @@ def max_pool(x, window_shape, strides=None, padding='VALID'):
     return _plain_max_pool(x, window, strides, pads)
   return _max_pool(x, window, strides, pads)
 
+
+
+# ----------------------------------------------------------------------------
+# Average pooling
+# ----------------------------------------------------------------------------
+
+def _pooling_matrix(size: int, window: int, stride: int) -> np.ndarray:
+  """(outputs, size): row i is 1 on the inputs window i covers (VALID)."""
+  starts = stride * np.arange((size - window) // stride + 1)
+  offsets = np.arange(size)[None, :] - starts[:, None]
+  return ((offsets >= 0) & (offsets < window)).astype(np.float32)
+
+
+def avg_pool(x, window: int, stride: int):
+  """VALID 2-D average pool of NHWC input, square window. On CPU two small
+  matmuls with 0/1 pooling matrices, one per spatial axis: XLA CPU's
+  reduce_window gradient ran on one core (GoogLeNet's auxiliary 5x5/3
+  pools: 78 and 66 ms of backward per step). Elsewhere reduce_window."""
+  if not _on_cpu() or x.ndim != 4:
+    return lax.reduce_window(x, 0.0, lax.add, (1, window, window, 1),
+                             (1, stride, stride, 1), 'VALID') / window**2
+  rows = _pooling_matrix(x.shape[1], window, stride)
+  cols = _pooling_matrix(x.shape[2], window, stride)
+  return jnp.einsum('ih,bhwc,jw->bijc', rows.astype(x.dtype), x,
+                    cols.astype(x.dtype)) / window**2

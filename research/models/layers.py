@@ -29,9 +29,8 @@ def compute_dtype(dtype: Dtype) -> jnp.dtype:
 def avg_pool(x, window: int, stride: int | None = None):
   """Average pool summed in float32: a 7x7 window of bfloat16 values would
   lose bits in a bfloat16 sum. Returns x's dtype."""
-  stride = stride or window
-  return nn.avg_pool(x.astype(jnp.float32), (window, window),
-                     strides=(stride, stride)).astype(x.dtype)
+  return fast_ops.avg_pool(x.astype(jnp.float32), window,
+                          stride or window).astype(x.dtype)
 
 # Fan-in initializers for a kernel stored (out, in).
 lecun_normal = nn.initializers.variance_scaling(
