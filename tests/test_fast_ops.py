@@ -111,3 +111,13 @@ def test_avg_pool_matches_flax(shape, window, stride):
   assert y.shape == want_y.shape
   np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(vjp(g)[0], want_vjp(g)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_other_layouts_keep_their_string_padding():
+  # NCHW/OIHW with 'SAME': padding must be worked out by lax for that layout.
+  rng = np.random.default_rng(0)
+  x, w = _rand(rng, (2, 3, 9, 11)), _rand(rng, (4, 3, 3, 5))
+  conv = lambda op: op(x, w, (1, 1), 'SAME',
+                       dimension_numbers=('NCHW', 'OIHW', 'NCHW'))
+  np.testing.assert_array_equal(conv(fast_ops.conv_general_dilated),
+                                conv(lax.conv_general_dilated))

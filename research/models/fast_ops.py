@@ -54,15 +54,14 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   `conv_general_dilated=` hook). On CPU a 1x1, stride-1, unpadded NHWC/HWIO
   convolution without groups or dilation is a matmul (and so are its two
   gradients); every other convolution is lax's."""
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:2],
-                                  window_strides, padding)
   is_matmul = (
       _on_cpu() and lhs.ndim == 4 and rhs.shape[:2] == (1, 1)
       and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
       == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
       and tuple(window_strides) == (1, 1)
-      and all(p == 0 for pads in padding for p in pads)
+      # A 1x1 kernel at stride 1: 'SAME' and 'VALID' both pad nothing.
+      and (isinstance(padding, str)
+           or all(p == 0 for pads in padding for p in pads))
       and feature_group_count == batch_group_count == 1
       and all(d == 1 for d in (lhs_dilation or (1, 1)))
       and all(d == 1 for d in (rhs_dilation or (1, 1)))
@@ -103,6 +102,7 @@ def _window_offsets(window, strides, out_shape):
 
 
 def _pad(x, pads):
+  """x padded with -inf, which no window's maximum can be."""
   return lax.pad(x, jnp.array(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in pads])
 
 
@@ -180,7 +180,6 @@ def max_pool(x, window_shape, strides=None, padding='VALID'):
   if not _on_cpu() or x.ndim != 4:
     return _plain_max_pool(x, window, strides, pads)
   return _max_pool(x, window, strides, pads)
-
 
 
 # ----------------------------------------------------------------------------
