@@ -11,9 +11,10 @@ def test_flags_are_appended_to_the_users():
 
 
 def test_a_flag_the_user_set_is_kept():
-  name = 'xla_cpu_enable_concurrency_optimized_scheduler'
-  flags = xla_flags.with_cpu_flags(f'--{name}=false')
-  assert [f for f in flags.split() if name in f] == [f'--{name}=false']
+  name = 'xla_cpu_experimental_ynn_fusion_type'
+  mine = f'--{name}=+LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
+  flags = xla_flags.with_cpu_flags(mine)
+  assert [f for f in flags.split() if name in f] == [mine]
   assert xla_flags.with_cpu_flags(flags) == flags  # applying twice adds nothing
 
 
