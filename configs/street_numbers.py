@@ -71,7 +71,6 @@ def get_config(arg=None):
   if arg.mnist or (arg.test and not arg.cropped):
     c.data.name = 'mnist_multidigit'
     c.data.train_split = 'train'
-    c.data.eval_splits = {'validation': 'validation', 'test': 'test'}
     c.data.eval_splits = {'validation': 'validation[:2000]', 'test': 'test'}
     c.model.width = 0.25
     c.model.dropout = 0.0  # dropout slowed the first 450 steps of this budget

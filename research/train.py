@@ -157,7 +157,9 @@ def make_train_chunk(model, loss_fn, aux_loss_weight: float = 0.0,
   def train_chunk(state, batches, key):
     if batches['label'].shape[0] == 1:
       # No loop: XLA's CPU convolutions inside a while loop ran 12x slower
-      # (AlexNet: 42 s against 3.4 s a step), so conv nets use steps_per_call=1.
+      # (AlexNet: 42 s against 3.4 s a step), and with research/xla_flags.py
+      # still 7x (ch.6 convnet: 557 against 4,095 images/s), so conv nets use
+      # steps_per_call=1.
       state, loss = step(state, {**jax.tree.map(lambda x: x[0], batches),
                                  'key': key})
       return state, loss[None]
