@@ -43,7 +43,8 @@ class Linear(nn.Module):
   The layout is also a speed choice: on CPU, with Nielsen's mini-batch of 10,
   both the forward product and the weight gradient dC/dW = delta^T x then read
   and write rows of length n_in, and the SGD update vectorises along them. It
-  ran an MNIST epoch 1.5x faster here than flax's (in, out) nn.Dense.
+  ran an MNIST epoch 1.5x faster here than flax's (in, out) nn.Dense; with
+  jax 0.10's YNNPACK dots, 1.1-1.4x (27 against 30-38 microseconds a step).
   """
   features: int
   kernel_init: Initializer = lecun_normal
