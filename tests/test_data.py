@@ -42,6 +42,18 @@ def test_mnist_nielsen_split_is_the_files_first_50000(mnist_data_dir):
   np.testing.assert_array_equal(splits['test']['label'], test_labels)
 
 
+def test_each_process_reads_its_own_shard(mnist_data_dir):
+  """Three processes' shards of a split are disjoint, in order, and together
+  the whole split (tfds.split_for_jax_process), even when it does not divide."""
+  builder = tfds_source.prepared_builder(mnist_config(mnist_data_dir))
+  whole = tfds_source.read_shard(builder, 'test')
+  shards = [tfds_source.read_shard(builder, 'test', i, 3) for i in range(3)]
+  assert [len(s['label']) for s in shards] == [3334, 3333, 3333]
+  for key in ('image', 'label'):
+    np.testing.assert_array_equal(
+        np.concatenate([s[key] for s in shards]), whole[key])
+
+
 def test_missing_data_offline_fails_fast_naming_manual_dir(tmp_path,
                                                            monkeypatch):
   # Simulates a machine without network even where this test has one.

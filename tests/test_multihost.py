@@ -30,4 +30,8 @@ def test_two_processes_match_one(tmp_path, mnist_data_dir):
   np.testing.assert_allclose(losses(rows2), losses(rows1), rtol=1e-5)
   for key in ('test/accuracy', 'validation/accuracy', 'test/loss'):
     assert abs(one[key] - two[key]) <= 1e-3, key
-  assert not (multi / 'process_1.log').read_text().count('Traceback')
+  second = (multi / 'process_1.log').read_text()
+  assert not second.count('Traceback')
+  # Each process read only its half of each MNIST split from the files.
+  assert 'train: process 1 read rows 30000:60000 of 60000' in second
+  assert 'test: process 1 read rows 5000:10000 of 10000' in second

@@ -36,7 +36,7 @@ def create(data_config, batch_size: int, eval_batch_size: int, seed: int,
                             process_index, process_count)
              for name, spec in data_config.eval_splits.items()}
     return train, evals
-  splits = load(data_config)
+  splits = load(data_config, process_index, process_count)
   crop = data_config.image_size if data_config.augment == 'random_crop' else 0
   train = TrainBatches(splits.pop('train'), batch_size, seed, process_index,
                        process_count, crop)
@@ -75,13 +75,17 @@ class _Stacked:
       yield {k: v[None] for k, v in batch.items()}
 
 
-def load(data_config) -> dict:
-  """{'train': arrays, <eval split key>: arrays, ...}, arrays = {'image','label'}."""
+def load(data_config, process_index: int = 0, process_count: int = 1) -> dict:
+  """{'train': arrays, <eval split key>: arrays, ...}, arrays = {'image','label'}.
+
+  Whole splits on every process, each process reading only its shard of the
+  files (research/data/tfds_source.py)."""
   specs = {'train': data_config.train_split, **data_config.eval_splits}
   if data_config.name in IN_MEMORY:
     arrays = IN_MEMORY[data_config.name]()
     return {key: arrays for key in specs}
-  return tfds_source.load_splits(data_config, specs)
+  return tfds_source.load_splits(data_config, specs, process_index,
+                                 process_count)
 
 
 class TrainBatches:

@@ -10,6 +10,7 @@ import os
 import socket
 import urllib.parse
 
+from absl import logging
 import numpy as np
 
 
@@ -142,16 +143,54 @@ def labels(data: dict) -> np.ndarray:
   return np.concatenate([length[:, None], data['digits']], 1).astype(np.int32)
 
 
-def load_splits(data_config, specs: dict) -> dict:
-  """Loads {key: split spec} (TFDS slicing syntax) as {key: {'image','label'}}."""
+def read_shard(builder, split: str, process_index: int = 0,
+               process_count: int = 1) -> dict:
+  """This process's even share of a stored split (`tfds.split_for_jax_process`);
+  the whole split for one process."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  shard = tfds.split_for_jax_process(split, process_index=process_index,
+                                     process_count=process_count)
+  data = tfds.as_numpy(builder.as_dataset(split=shard, batch_size=-1,
+                                          shuffle_files=False))
+  return {'image': data['image'], 'label': labels(data)}
+
+
+def exchange_shards(shard: dict, split: str, process_index: int) -> dict:
+  """The whole split, in stored order, from every process's own shard.
+
+  Each host reads only its shard from storage. An in-memory split is small, so
+  the hosts then swap shards over JAX's collectives: every host can gather its
+  rows of any global batch, and the data order stays a function of (seed,
+  step) whatever the process count.
+  """
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  sizes = multihost_utils.process_allgather(
+      np.int64(len(shard['label']))).tolist()
+  start = sum(sizes[:process_index])
+  logging.info('%s: process %d read rows %d:%d of %d; the other %d processes '
+               'sent the rest', split, process_index, start,
+               start + sizes[process_index], sum(sizes), len(sizes) - 1)
+  longest = max(sizes)
+  padded = {k: np.concatenate([v, np.zeros((longest - len(v),) + v.shape[1:],
+                                           v.dtype)])
+            for k, v in shard.items()}
+  stacked = multihost_utils.process_allgather(padded)  # (processes, longest, ...)
+  return {k: np.concatenate([v[p, :n] for p, n in enumerate(sizes)])
+          for k, v in stacked.items()}
+
+
+def load_splits(data_config, specs: dict, process_index: int = 0,
+                process_count: int = 1) -> dict:
+  """Loads {key: split spec} (TFDS slicing syntax) as {key: {'image','label'}},
+  whole on every process; each process reads only its shard of the files."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = prepared_builder(data_config)
   whole = {}  # base split name -> arrays, each loaded once
   def split_arrays(name):
     if name not in whole:
-      data = tfds.as_numpy(builder.as_dataset(split=name, batch_size=-1,
-                                              shuffle_files=False))
-      data = {'image': data['image'], 'label': labels(data)}
+      data = read_shard(builder, name, process_index, process_count)
+      if process_count > 1:
+        data = exchange_shards(data, name, process_index)
       if data_config.restore_file_order:
         rank = _file_order(name, len(data['label']))
         data = {k: v[rank] for k, v in data.items()}
