@@ -8,7 +8,6 @@ import logging as std_logging
 
 import jax
 from absl import logging
-from clu import metric_writers
 from etils import epath
 
 
@@ -30,8 +29,14 @@ class MetricsLog:
       keep = [line for line in self.path.read_text().splitlines()
               if line and json.loads(line)['step'] <= resumed_step]
       self.path.write_text(''.join(line + '\n' for line in keep))
-    self.tensorboard = (metric_writers.AsyncWriter(
-        metric_writers.SummaryWriter(str(workdir))) if self.enabled else None)
+    self.tensorboard = None
+    if self.enabled:
+      # clu's TensorBoard writer needs TensorFlow; importing it here keeps
+      # the models, the step and research.bench free of TensorFlow, so they
+      # run on accelerator images that lack it.
+      from clu import metric_writers  # pylint: disable=g-import-not-at-top
+      self.tensorboard = metric_writers.AsyncWriter(
+          metric_writers.SummaryWriter(str(workdir)))
 
   def write(self, step: int, metrics: dict):
     if not self.enabled:

@@ -26,6 +26,14 @@ def _check_conv(fast, plain, x, w, rtol=2e-5):
                                atol=rtol * scale, rtol=0)
 
 
+@pytest.mark.parametrize('x_shape,out', [((10, 784), 30), ((2, 3, 5), 4)])
+def test_linear_has_lax_values_and_gradients(x_shape, out):
+  rng = np.random.default_rng(0)
+  x, w = _rand(rng, x_shape), _rand(rng, (out, x_shape[-1]), 0.1)
+  plain = lambda x, w: lax.dot_general(x, w, (((x.ndim - 1,), (1,)), ((), ())))
+  _check_conv(jax.jit(fast_ops.linear), jax.jit(plain), x, w)
+
+
 @pytest.mark.parametrize('padding', [0, 'SAME', 'VALID'])
 def test_one_by_one_conv_is_a_matmul_with_lax_values_and_gradients(padding):
   rng = np.random.default_rng(0)
@@ -58,6 +66,8 @@ def test_other_backends_take_the_plain_ops(monkeypatch):
   assert 'conv_general_dilated' in jaxpr and 'dot_general' not in jaxpr
   jaxpr = str(jax.make_jaxpr(lambda x: fast_ops.max_pool(x, (3, 3), (2, 2)))(x))
   assert 'reduce_window_max' in jaxpr and 'custom_vjp' not in jaxpr
+  jaxpr = str(jax.make_jaxpr(fast_ops.linear)(jnp.zeros((2, 3)), jnp.zeros((4, 3))))
+  assert 'dot_general' in jaxpr and 'custom_vjp' not in jaxpr
 
 
 def test_flax_conv_hook_keeps_parameters_and_values():

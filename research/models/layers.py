@@ -55,7 +55,7 @@ class Linear(nn.Module):
     kernel = self.param('kernel', self.kernel_init, (self.features, x.shape[-1]),
                         jnp.float32)
     bias = self.param('bias', self.bias_init, (self.features,), jnp.float32)
-    return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (1,)), ((), ()))) + bias
+    return fast_ops.linear(x, kernel) + bias
 
 
 def relu(module: nn.Module, x):
