@@ -120,7 +120,7 @@ def run(model, dtype, size, mesh):
   step_s = (time.perf_counter() - start) / _STEPS.value
   # One device's matmul rate, times the devices that share the step.
   peak = matmul_peak(dtype, _PEAK_SIZE.value) * jax.device_count()
-  achieved = flops_per_step and flops_per_step / step_s
+  achieved = None if flops_per_step is None else flops_per_step / step_s
   out = {'model': _MODEL.value, 'batch': _BATCH.value, 'image_size': size,
          'dtype': dtype.name, 'device': jax.devices()[0].device_kind,
          'devices': jax.device_count(), 'mesh': dict(mesh.shape),
@@ -128,12 +128,13 @@ def run(model, dtype, size, mesh):
          'compile_s': compile_s, 'step_s': step_s,
          'images_per_s': _BATCH.value / step_s,
          'flops_per_step': flops_per_step, 'achieved_flops_per_s': achieved,
-         'peak_matmul_flops_per_s': peak, 'mfu': achieved and achieved / peak}
+         'peak_matmul_flops_per_s': peak,
+         'mfu': None if achieved is None else achieved / peak}
   print(f"{out['model']} batch {out['batch']} {size}x{size} {out['dtype']} on "
         f"{out['device']} x{out['devices']} (mesh data {mesh.shape['data']}, "
         f"model {mesh.shape['model']}): {out['images_per_s']:.1f} images/s, "
         f"step {step_s * 1e3:.1f} ms, compile {compile_s:.1f} s")
-  if achieved:
+  if achieved is not None:
     print(f'{flops_per_step / 1e9:.1f} GFLOP/step, achieved '
           f'{achieved / 1e9:.1f} GFLOP/s, {out["dtype"]} matmul peak '
           f'{peak / 1e9:.1f} GFLOP/s, MFU {out["mfu"]:.1%}')
