@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from research.data import multidigit
+from research.data import idx
 from research.models import convnet
 from research.visualize import network as network_lib
 from tests.conftest import MNIST_FILES
@@ -30,8 +30,8 @@ def planted(split: str, count: int, seed: int) -> Planted:
   """`count` digits of MNIST's 'train' or 't10k' file, each shrunk to
   DIGIT x DIGIT and planted at a random place of a black canvas."""
   import PIL.Image  # pylint: disable=g-import-not-at-top
-  images = multidigit.read_idx(str(MNIST_FILES / f'{split}-images-idx3-ubyte.gz'))
-  labels = multidigit.read_idx(str(MNIST_FILES / f'{split}-labels-idx1-ubyte.gz'))
+  images = idx.read_idx(str(MNIST_FILES / f'{split}-images-idx3-ubyte.gz'))
+  labels = idx.read_idx(str(MNIST_FILES / f'{split}-labels-idx1-ubyte.gz'))
   rng = np.random.default_rng(seed)
   pick = rng.choice(len(images), count, replace=False)
   out = np.zeros((count, CANVAS, CANVAS, 1), np.float32)

@@ -4,6 +4,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from research.data import idx
 from research.data import multidigit
 from research.data import pipeline
 from research.data import tfds_source
@@ -37,7 +38,7 @@ def test_example_is_a_function_of_split_and_index(multidigit_data_dir):
   reproducible anywhere the four MNIST files are (TFDS does not return
   keys, so examples are matched by their pixels)."""
   prefix, (lo, hi), _ = multidigit.SPLITS['test']
-  read = lambda kind: multidigit.read_idx(
+  read = lambda kind: idx.read_idx(
       str(MNIST_FILES / f'{prefix}-{kind}-ubyte.gz'))[lo:hi]
   images, labels = read('images-idx3'), read('labels-idx1')
   seed = multidigit.SPLIT_SEEDS['test']

@@ -16,11 +16,11 @@ validation on train[55000:], test on MNIST test. Example i of a split is a
 function of (split, i) only. Features are those of svhn_full: 'image',
 'length' and 'digits' (-1 where absent).
 """
-import gzip
-
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
+
+from research.data.idx import read_idx
 
 SIZE = 64
 MAX_DIGITS = 5
@@ -32,16 +32,6 @@ SPLITS = {'train': ('train', (0, 55_000), 60_000),
           'validation': ('train', (55_000, 60_000), 5_000),
           'test': ('t10k', (0, 10_000), 10_000)}
 SPLIT_SEEDS = {'train': 0, 'validation': 1, 'test': 2}
-
-
-def read_idx(path: str) -> np.ndarray:
-  """An MNIST idx file (gzipped) as a numpy array."""
-  with gzip.open(path, 'rb') as f:
-    data = f.read()
-  ndim = data[3]
-  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big')
-                for i in range(ndim))
-  return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def _ink(digit: np.ndarray) -> np.ndarray:
