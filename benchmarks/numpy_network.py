@@ -88,11 +88,15 @@ class NumpyNetwork:
     return float(np.mean(np.argmax(a, axis=0) == labels))
 
 
+def pixels(images: np.ndarray) -> np.ndarray:
+  """uint8 images -> (N, 784) float64 in [0, 1], one row per image."""
+  return images.reshape(len(images), -1).astype(np.float64) / 255.0
+
+
 def examples(images: np.ndarray, labels: np.ndarray):
   """network.py's data format: (784x1 float column, 10x1 one-hot) tuples."""
-  flat = images.reshape(len(images), -1, 1).astype(np.float64) / 255.0
   eye = np.eye(10)[:, :, None]
-  return [(x, eye[y]) for x, y in zip(flat, labels)]
+  return [(x[:, None], eye[y]) for x, y in zip(pixels(images), labels)]
 
 
 def nielsen_split(mnist_dir: str) -> tuple[dict, dict]:
@@ -125,7 +129,7 @@ def main(argv=None):
     train = dict(np.load(args.data))
     test = dict(np.load(args.test)) if args.test else None
   if test:
-    test_images = test['image'].reshape(len(test['image']), -1) / 255.0
+    test_images = pixels(test['image'])
   train = examples(train['image'], train['label'])
   rng = np.random.default_rng(args.seed)
   net = NumpyNetwork([784, *args.hidden, 10], rng)
