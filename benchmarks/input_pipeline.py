@@ -1,20 +1,27 @@
-r"""Images per second of the streamed ImageNet training input at AlexNet's settings.
+r"""CPU time per training image of ImageNet input at AlexNet's settings: the
+streamed JPEGs against the prepared store, in one run.
 
   python -m benchmarks.input_pipeline --data_dir=/tmp/bench/tfds \
       --manual_dir=/tmp/bench/manual --write_photos=400
 
-Streams configs/alexnet.py's training input (227x227 random crops of images
-resized to 256, reflections, PCA lighting; batch 128) through
-research/data/streaming.py as the training loop reads it, chunk by chunk, and
-times it after a warm-up. With --write_photos=N, a manual_dir without the
+Reads configs/alexnet.py's training input (227x227 random crops of images
+resized to 256, reflections, PCA lighting; batch 128) the ways the training
+loop can: streamed through research/data/streaming.py (decode and resize every
+time), and from the prepared store of 256x256 squares
+(research/data/prepared.py, built here from the same images, raw uint8 and
+JPEG), chunk by chunk as the loop reads it, timed after a warm-up. With --write_photos=N, a manual_dir without the
 ILSVRC tars first gets a synthetic set in their layout (3 synsets x N textured
 JPEGs of ImageNet's common sizes; tests/ilsvrc_fixture.py), which TFDS then
 prepares; point --manual_dir at the real tars to time real ImageNet. Also
 times the decode+augment map alone in CPU time (which other load on the machine
 barely changes), as the pipeline does it and two alternatives: decoding only
 the central square of each JPEG, and resizing without antialiasing. Prints a
-summary, then JSON.
+summary, then one JSON line with `cpu_ms_per_image` for every path.
 """
+from research import xla_flags
+
+xla_flags.apply()  # before JAX creates its backends, which read XLA_FLAGS once
+
 import json
 import os
 import time
@@ -25,6 +32,7 @@ import tensorflow as tf
 
 from configs import alexnet
 from research.data import augment
+from research.data import prepared
 from research.data import streaming
 from tests import ilsvrc_fixture
 
@@ -93,6 +101,25 @@ def map_cost(data, variant, n: int) -> float:
   return (time.process_time() - cpu) / n * 1e3
 
 
+def prepared_paths(config, batch: int) -> dict:
+  """{path name: (images/s, CPU ms per image, build CPU-free seconds)} of
+  the prepared store in each encoding, built beside the source."""
+  out = {}
+  for name, encoding, quality in (('prepared raw uint8', 'raw', 0),
+                                  ('prepared JPEG q95', 'jpeg', 95),
+                                  ('prepared JPEG q90', 'jpeg', 90)):
+    store_dir = os.path.join(_DATA_DIR.value, f'store_{encoding}{quality}')
+    start = time.perf_counter()
+    prepared.build(_DATA_DIR.value, _MANUAL_DIR.value, encoding, quality or 95,
+                   splits=('train',), out_data_dir=store_dir)
+    built = time.perf_counter() - start
+    c = alexnet.get_config('prepared')
+    c.data.data_dir = store_dir
+    data = prepared.PreparedTrainBatches(c.data, batch, c.seed)
+    out[name] = (*pipeline_rate(data, _STEPS.value, _WARMUP.value), built)
+  return out
+
+
 def main(_):
   config = alexnet.get_config()
   config.data.data_dir = _DATA_DIR.value
@@ -103,6 +130,7 @@ def main(_):
   batch = _BATCH.value or config.batch_size
   data = streaming.StreamedTrainBatches(config.data, batch, config.seed)
   rate, cpu_ms = pipeline_rate(data, _STEPS.value, _WARMUP.value)
+  stores = prepared_paths(config, batch)
   # Interleaved rounds, best of each: a busy machine inflates CPU time too.
   rounds = [{name: map_cost(data, fn, 10 * batch)
              for name, fn in VARIANTS.items()} for _ in range(3)]
@@ -114,10 +142,23 @@ def main(_):
         f'{cpu_ms:.2f} CPU ms per image')
   for name, ms in costs.items():
     print(f'decode+augment alone, {name}: {ms:.2f} CPU ms per image')
-  print(json.dumps({'images_per_s': rate, 'cpu_ms_per_image': cpu_ms,
+  cores = len(os.sched_getaffinity(0))
+  for name, (r, ms, built) in stores.items():
+    print(f'{name}: {r:8.1f} images/s, {ms:.2f} CPU ms per image '
+          f'({cpu_ms / ms:.1f}x less than streamed; {cores} cores feed '
+          f'{cores * 1e3 / ms:,.0f} images/s); built in {built:.0f} s')
+  paths = {'streamed': {'images_per_s': rate, 'cpu_ms_per_image': cpu_ms}}
+  paths.update({name: {'images_per_s': r, 'cpu_ms_per_image': ms,
+                       'build_s': built} for name, (r, ms, built) in
+                stores.items()})
+  print(json.dumps({'paths': paths,
+                    'cpu_ms_per_image': {k: v['cpu_ms_per_image']
+                                         for k, v in paths.items()},
+                    'images_per_s_of_cores': {
+                        k: cores * 1e3 / v['cpu_ms_per_image']
+                        for k, v in paths.items()},
                     'map_cpu_ms': costs, 'batch_size': batch,
-                    'cpu_cores': os.cpu_count(),
-                    'num_examples': data.num_examples}))
+                    'cpu_cores': cores, 'num_examples': data.num_examples}))
 
 if __name__ == '__main__':
   app.run(main)

@@ -10,6 +10,10 @@ the same run, in a fresh process with only numpy loaded, once with numpy's
 default BLAS threads and once with one; the speed-up is against the faster.
 Prints a table, then one JSON line.
 """
+from research import xla_flags
+
+xla_flags.apply()  # before JAX creates its backends, which read XLA_FLAGS once
+
 import json
 import os
 import statistics

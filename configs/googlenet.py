@@ -17,31 +17,29 @@ Arguments (FILE:ARG):
            (offline, --config.data.manual_dir=../shared/data/mnist): proof that
            it learns. 80 is about the smallest input that leaves the auxiliary
            heads' 5x5/3 pool a 5x5 map at 4a.
+  'prepared' the same training from the prepared store of 256x256 squares
+           (research/data/prepared.py, built once with python -m
+           research.data.prepared --data_dir=DIR --manual_dir=TARS): the
+           batches, crops and colour shifts a function of the step for any
+           number of hosts, at a fraction of the CPU time per image.
   'test'   a few steps on a slice, small images and batches, for CI
            ('mnist,test' on MNIST; see configs/alexnet.py).
 """
-from configs import alexnet
+from configs import common
 from research import configlib
 
 MNIST_SIZE = 80
 
 
 def get_config(arg=None):
-  arg = configlib.parse_arg(arg, mnist=False, test=False)
+  arg = configlib.parse_arg(arg, mnist=False, prepared=False, test=False)
   c = configlib.base()
   c.model.name = 'googlenet'
   c.model.num_classes = 1000
   c.model.aux_heads = True
   c.aux_loss_weight = 0.3
 
-  c.data.name = 'imagenet2012'
-  c.data.streaming = True
-  c.data.image_size = 224
-  c.data.resize_to = 256
-  c.data.augment = 'crop_flip'
-  c.data.eval_crops = 1
-  c.data.train_split = 'train'
-  c.data.eval_splits = {'validation': 'validation'}
+  common.streamed_imagenet(c, 224, 'crop_flip', eval_crops=1)
 
   c.loss = 'softmax_cross_entropy'
   c.optimizer.name = 'momentum'
@@ -51,14 +49,10 @@ def get_config(arg=None):
   c.optimizer.schedule.name = 'exponential'
   c.optimizer.schedule.decay_rate = 0.96       # -4% ...
   c.optimizer.schedule.decay_every_epochs = 8  # ... every 8 epochs
-  c.batch_size = 128
-  c.eval_batch_size = 200
   c.num_epochs = 250
-  c.log_every_steps = 100
-  c.steps_per_call = 1  # XLA's CPU convolutions are slow inside a scan
 
   if arg.mnist:
-    alexnet.use_upscaled_mnist(c, MNIST_SIZE)
+    common.upscaled_mnist(c, MNIST_SIZE)
     # After 30-40 steps of 128: 'lecun' 10.6% test (chance), 'he' 19.8%.
     c.model.weight_init = 'he'
     c.batch_size = 32  # Caffe's bvlc_googlenet batch: 4x the updates per epoch
@@ -66,8 +60,10 @@ def get_config(arg=None):
     c.eval_every_epochs = 0.25
     c.checkpoint_every_epochs = 0.25
     c.eval_batch_size = 500
+  if arg.prepared:
+    common.prepared_imagenet(c)
   if arg.test:
-    alexnet.shrink_for_test(c, arg.mnist)
+    common.shrink_for_test(c, arg.mnist)
     if not arg.mnist:  # the aux heads' pool needs a 5x5 map at 4a: >= 80
       c.data.image_size, c.data.resize_to = 96, 112
   return c

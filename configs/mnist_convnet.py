@@ -15,7 +15,7 @@ Arguments (FILE:ARG):
            demo` trains when it is given no run.
   'test'   a seconds-long run on a slice of MNIST.
 """
-from configs import mnist_nielsen
+from configs import common
 from research import configlib
 
 NUM_TRAINING_BATCHES = 5_000  # 50,000 images in mini-batches of 10
@@ -24,8 +24,8 @@ L2_LAMBDA = 0.1
 
 def get_config(arg=None):
   arg = configlib.parse_arg(arg, quick=False, test=False)
-  c = mnist_nielsen.get_config('test' if arg.test else None)  # ch.1's split
-  c.model = configlib.base().model
+  c = configlib.base()
+  common.nielsen_mnist(c, arg.test)  # ch.1's split and mini-batch 10
   c.model.name = 'convnet'
   c.model.features = (20, 40)
   c.model.kernel = 5

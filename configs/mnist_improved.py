@@ -18,7 +18,7 @@ N(0, 1) weights). With this config's N(0, 1/n_in) weights that recipe gave
 
 Argument 'test' gives a seconds-long run on a slice of MNIST.
 """
-from configs import mnist_nielsen
+from configs import common
 from research import configlib
 
 TRAIN_SIZE = 50_000  # Nielsen's training split, the n in lambda / n
@@ -27,10 +27,15 @@ L2_LAMBDA = 5.0
 
 def get_config(arg=None):
   arg = configlib.parse_arg(arg, test=False)
-  c = mnist_nielsen.get_config('test' if arg.test else None)  # ch.1's data, loop
+  c = configlib.base()
+  c.model.name = 'mlp'
   c.model.hidden = (100,)
+  c.model.num_classes = 10
+  c.model.activation = 'sigmoid'
   c.model.weight_init = 'scaled_normal'
+  common.nielsen_mnist(c, arg.test)  # ch.1's data and loop
   c.loss = 'sigmoid_cross_entropy'
+  c.optimizer.name = 'sgd'
   c.optimizer.learning_rate = 0.5
   c.optimizer.weight_decay = L2_LAMBDA / TRAIN_SIZE
   c.optimizer.plateau.factor = 0.5     # halve eta ...

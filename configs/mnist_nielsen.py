@@ -11,6 +11,7 @@ Nielsen reports 95.42% (best epoch of 3 runs).
 Arguments (FILE:ARG): 'hidden=15' gives the seed article's 784-15-10 net
 (11,935 parameters); 'test' a seconds-long run on a slice of MNIST.
 """
+from configs import common
 from research import configlib
 
 
@@ -23,25 +24,10 @@ def get_config(arg=None):
   c.model.activation = 'sigmoid'
   c.model.weight_init = 'standard_normal'
 
-  c.data.name = 'mnist'
-  c.data.restore_file_order = True   # Nielsen's split is by position in the file
-  c.data.train_split = 'train[:50000]'
-  c.data.eval_splits = {'validation': 'train[50000:]', 'test': 'test'}
-
+  common.nielsen_mnist(c, arg.test)  # his split, mini-batch 10, 30 epochs
   c.loss = 'sigmoid_quadratic'
   c.optimizer.name = 'sgd'
   c.optimizer.learning_rate = 3.0
-  c.batch_size = 10
-  c.eval_batch_size = 1000
-  c.num_epochs = 30
-  c.log_every_steps = 1000
-  c.steps_per_call = 1000
-
-  if arg.test:
-    c.data.train_split = 'train[:2000]'
-    c.data.eval_splits = {'validation': 'train[50000:51000]', 'test': 'test[:1000]'}
-    c.num_epochs = 2
-    c.log_every_steps = 100
   return c
 
 

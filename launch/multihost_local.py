@@ -42,7 +42,7 @@ def main(argv):
              XLA_FLAGS='--xla_force_host_platform_device_count=1')
   procs = []
   for i in range(_NUM_PROCESSES.value):
-    log = None if i == 0 else open(workdir / f'process_{i}.log', 'w')
+    log = None if i == 0 else open(workdir / f'process_{i}.log', 'a')
     procs.append(subprocess.Popen(
         [sys.executable, '-m', 'research.main', *argv[1:],
          f'--workdir={workdir}', f'--coordinator_address={address}',
@@ -50,7 +50,9 @@ def main(argv):
         env=env, stdout=log, stderr=log))
   deadline = time.time() + _TIMEOUT.value if _TIMEOUT.value else None
   while any(p.poll() is None for p in procs):
-    failed = any(p.poll() not in (None, 0) for p in procs)
+    # 143 and 130: a process stopped by SIGTERM or Ctrl-C after saving; the
+    # others are finishing the same checkpoint, so they are left to it.
+    failed = any(p.poll() not in (None, 0, 143, 130) for p in procs)
     if failed or (deadline and time.time() > deadline):
       for p in procs:
         if p.poll() is None:

@@ -24,6 +24,7 @@ import importlib.util
 import itertools
 import os
 import pathlib
+import shlex
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,11 @@ from absl import app
 from absl import flags
 
 from launch import sweep_report
+from research import configlib
+from research import losses
+from research import models
+from research import optim
+from research import workdir as workdir_lib
 
 _CONFIG = flags.DEFINE_string('config', None, 'configs/X.py[:ARG].',
                               required=True)
@@ -54,6 +60,12 @@ _REPORT_ONLY = flags.DEFINE_bool('report_only', False, 'Only tabulate and '
 _METRIC = flags.DEFINE_string('metric', None, 'Metric to plot and rank; '
                               'default: test/sequence_accuracy or test/accuracy.')
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print each point\'s command.')
+_COMPARE = flags.DEFINE_list('compare', [], 'Folders of other sweeps over the '
+                             'same field, drawn on this one\'s plot.')
+_VMAP_SEEDS = flags.DEFINE_bool(
+    'vmap_seeds', False, 'Train the seeds of each point together, one '
+    'compiled program (config.seeds, research/replicas.py); each seed\'s '
+    'run goes to WORKDIR/<point>/seed=S.')
 
 
 class SweepError(ValueError):
@@ -68,18 +80,12 @@ def load_config_module(spec: str):
   if module_spec is None or not os.path.exists(path):
     raise SweepError(f'No config file {path!r}; pass --config=configs/X.py.')
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise SweepError(f'The config file {path}:{e.lineno} has a syntax error: '
+                     f'{e.msg}. Fix that line of the file.') from None
   return module, arg or None
-
-
-def _value(text: str):
-  """A command-line value as a number where it reads as one."""
-  for kind in (int, float):
-    try:
-      return kind(text)
-    except ValueError:
-      pass
-  return text
 
 
 def parse_grid(sweep: str, module, arg) -> tuple[str, dict]:
@@ -88,7 +94,8 @@ def parse_grid(sweep: str, module, arg) -> tuple[str, dict]:
     grid = {}
     for part in filter(None, sweep.split(';')):
       key, _, values = part.partition('=')
-      grid[key.strip()] = [_value(v.strip()) for v in values.split(',')]
+      grid[key.strip()] = [sweep_report.number_or_text(v.strip())
+                           for v in values.split(',')]
     return next(iter(grid)).split('.')[-1], grid
   declared = module.get_sweeps(arg) if hasattr(module, 'get_sweeps') else {}
   if sweep not in declared:
@@ -198,6 +205,37 @@ def run_points(jobs: list, parallel: int) -> dict:
   return codes
 
 
+def check_points(module, arg, extra: list, points: list):
+  """Builds every point's config as research.main would and runs the loop's
+  checks on it (keys, types, values, model fields, loss, optimizer), so a
+  sweep that cannot run stops before any point starts."""
+  for point in points:
+    try:
+      config = module.get_config(arg)
+      for override in extra:
+        key, _, value = override.removeprefix('--config.').partition('=')
+        configlib.override(config, key, value)
+      for key, value in point.items():
+        configlib.override(config, key, value)
+      configlib.validate(config)
+      models.build(config.model)
+      losses.get(config.loss)
+      optim.create(config.optimizer, 1, 1)
+    except configlib.ConfigError as e:
+      raise SweepError(f'Point {point_name(point)}: {e} No point was '
+                       'started.') from None
+
+
+def _last_error(log: pathlib.Path) -> str:
+  """The point's own error: the last 'Error: ...' line of its log, else its
+  last line."""
+  if not log.exists():
+    return 'no log'
+  lines = [l for l in log.read_text(errors='replace').splitlines() if l]
+  errors = [l for l in lines if l.startswith('Error: ')]
+  return (errors or lines or ['(empty log)'])[-1][:500]
+
+
 def main(argv):
   extra = [a for a in argv[1:] if a.startswith('--config.')]
   unknown = [a for a in argv[1:] if not a.startswith('--config.')]
@@ -206,42 +244,94 @@ def main(argv):
   try:
     module, arg = load_config_module(_CONFIG.value)
     sweep, grid = parse_grid(_SWEEP.value, module, arg)
-  except SweepError as e:
+    points = expand(grid)
+    check_points(module, arg, extra, points)
+  except (SweepError, configlib.ConfigError) as e:
     sys.exit(f'Error: {e}')
   workdir = pathlib.Path(_WORKDIR.value).resolve()
-  points = expand(grid)
+  try:
+    with workdir_lib.lock(workdir_lib.prepare(workdir), 'launch.sweep'):
+      run_sweep(workdir, module, sweep, points, extra)
+  except workdir_lib.WorkdirError as e:
+    sys.exit(f'Error: {e}')
+
+
+def _without_seed(point: dict) -> dict:
+  return {k: v for k, v in point.items() if k != 'seed'}
+
+
+def point_dir(workdir: pathlib.Path, point: dict) -> pathlib.Path:
+  """Where a point's run lives: WORKDIR/<point>, or with --vmap_seeds
+  WORKDIR/<point less its seed>/seed=S (research/replicas.py's layout)."""
+  if _VMAP_SEEDS.value:
+    return (workdir / (point_name(_without_seed(point)) or 'all')
+            / f'seed={point["seed"]}')
+  return workdir / point_name(point)
+
+
+def jobs_of(workdir, points: list, extra: list) -> tuple[list, list]:
+  """(jobs (name, argv, workdir, points), names of finished points)."""
+  groups = {}
+  for point in points:
+    key = point_name(_without_seed(point)) if _VMAP_SEEDS.value else (
+        point_name(point))
+    groups.setdefault(key, []).append(point)
   jobs, done = [], []
-  for index, point in enumerate(points):
-    name = point_name(point)
-    pdir = workdir / name
-    if (pdir / 'results.json').exists():
-      done.append(name)
+  for index, (name, group) in enumerate(groups.items()):
+    if all((point_dir(workdir, p) / 'results.json').exists() for p in group):
+      done.extend(point_name(p) for p in group)
       continue
-    args = [*extra, *point_args(point)]
-    argv_ = (local_command(_CONFIG.value, pdir, args)
+    if _VMAP_SEEDS.value:
+      seeds = ','.join(str(p['seed']) for p in group)
+      args = [*extra, *point_args(_without_seed(group[0])),
+              f'--config.seeds=({seeds},)']
+      jdir = workdir / (name or 'all')
+    else:
+      args, jdir = [*extra, *point_args(group[0])], workdir / name
+    argv_ = (local_command(_CONFIG.value, jdir, args)
              if _LAUNCHER.value == 'local' else
-             tpu_command(_CONFIG.value, name, index, pdir / 'results.json', args))
-    jobs.append((name, argv_, pdir))
+             tpu_command(_CONFIG.value, name, index, jdir / 'results.json',
+                         args))
+    jobs.append((name or 'all', argv_, jdir, group))
+  return jobs, done
+
+
+def run_sweep(workdir, module, sweep, points, extra):
+  if _VMAP_SEEDS.value and (_LAUNCHER.value != 'local'
+                            or 'seed' not in points[0]):
+    sys.exit('Error: --vmap_seeds trains the seeds of each point together: '
+             'it needs a sweep over seed (seed=0,1,...) and the local '
+             'launcher.')
+  jobs, done = jobs_of(workdir, points, extra)
   print(f'sweep {sweep!r}: {len(points)} points, {len(done)} finished '
-        f'earlier{" (skipped)" if done else ""}, {len(jobs)} to run',
-        flush=True)
+        f'earlier{" (skipped)" if done else ""}, {len(jobs)} to run'
+        + (' (seeds vmapped)' if _VMAP_SEEDS.value else ''), flush=True)
   codes = {}
   if _DRY_RUN.value:
-    for name, argv_, _ in jobs:
+    for name, argv_, _, _ in jobs:
       print(f'# {name}\n{" ".join(argv_)}')
     return
   if not _REPORT_ONLY.value:
     try:
-      codes = run_points(jobs, _PARALLEL.value)
+      job_codes = run_points([j[:3] for j in jobs], _PARALLEL.value)
     except SweepError as e:
       sys.exit(f'Error: {e}')
+    codes = {point_name(p): job_codes[name]
+             for name, _, _, group in jobs if name in job_codes
+             for p in group}
+  command = ' '.join(['python -m launch.sweep',
+                      *map(shlex.quote, sys.argv[1:])])
   report = sweep_report.write(workdir, sweep, points, point_name, module,
-                              _METRIC.value)
+                              _METRIC.value, command, _COMPARE.value, codes,
+                              lambda p: point_dir(workdir, p))
   print(report)
-  failed = [n for n, c in codes.items() if c]
+  failed = [j for j in jobs if any(codes.get(point_name(p)) for p in j[3])]
   if failed:
-    sys.exit(f'{len(failed)} point(s) failed: {", ".join(failed)}; see their '
-             'sweep.log. Rerun the same command to retry them.')
+    sys.exit(f'{len(failed)} run(s) failed:\n' + '\n'.join(
+        f'  {name}: {_last_error(jdir / "sweep.log")}'
+        for name, _, jdir, _ in failed)
+             + '\nFix what they say, then rerun the same command: finished '
+             'points are kept, the others start again or resume.')
 
 
 if __name__ == '__main__':

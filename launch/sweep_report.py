@@ -1,13 +1,18 @@
 """A sweep's results as WORKDIR/results.csv, WORKDIR/results.md and a plot.
 
 results.csv has one row per point: its name, status, dataset, the swept config
-values and every final metric of its results.json. results.md has that table
-(main columns) and, per dataset, the metric's mean over seeds for each value
-of the swept field with Spearman's rank correlation between the two: does the
-metric rise with the field? The plot, WORKDIR/<sweep>_vs_accuracy.png, draws
-the metric against the first swept field other than the seed, one line per
-dataset (mean over seeds, each seed a dot), with the config file's published
-curve (its SWEEP_REFERENCES, e.g. Goodfellow et al.'s Fig. 5) overlaid.
+values, every final metric of its results.json and, as 'best/<metric>', the
+metrics of its best validation evaluation. results.md opens with the command
+and the variant that ran (every config value the points share that differs
+from the config file's own `get_config()`, the paper's configuration), then
+that table (main columns) and, per dataset, the metric's mean over seeds for
+each value of the swept field with Spearman's rank correlation between the
+two: does the metric rise with the field? The plot,
+WORKDIR/<sweep>_vs_accuracy.png, draws the metric against the first swept
+field other than the seed, one line per dataset (mean over seeds, the seeds'
+spread as error bars), the lines of other sweeps' results.csv given to compare
+with, and the config file's published curve (its SWEEP_REFERENCES, e.g.
+Goodfellow et al.'s Fig. 5).
 """
 import csv
 import json
@@ -16,20 +21,33 @@ import pathlib
 
 import numpy as np
 
+from research import configlib
 
-def collect(workdir: pathlib.Path, points: list, point_name) -> list[dict]:
+
+def collect(workdir: pathlib.Path, points: list, point_name,
+            codes: dict | None = None, point_dir=None) -> list[dict]:
+  """A row per point; `codes`: this sweep's exit code of each point it ran;
+  `point_dir(point)`: its run's folder (default WORKDIR/<point name>)."""
+  codes = codes or {}
+  point_dir = point_dir or (lambda p: workdir / point_name(p))
   rows = []
   for point in points:
     name = point_name(point)
     row = {'point': name, **point}
-    results = workdir / name / 'results.json'
-    config = workdir / name / 'config.json'
+    results = point_dir(point) / 'results.json'
+    config = point_dir(point) / 'config.json'
     if config.exists():
       row['dataset'] = json.loads(config.read_text())['data']['name']
     if results.exists():
       row['status'] = 'done'
-      row.update({k: v for k, v in json.loads(results.read_text()).items()
-                  if isinstance(v, (int, float)) and not isinstance(v, bool)})
+      numbers = lambda d: {k: v for k, v in d.items() if isinstance(
+          v, (int, float)) and not isinstance(v, bool)}
+      results = json.loads(results.read_text())
+      row.update(numbers(results))
+      row.update({f'best/{k}': v
+                  for k, v in numbers(results.get('best') or {}).items()})
+    elif codes.get(name):
+      row['status'] = f'failed (exit {codes[name]})'
     else:
       row['status'] = 'started' if config.exists() else 'not started'
     rows.append(row)
@@ -73,14 +91,39 @@ def _fmt(v) -> str:
   return str(v)
 
 
-def markdown(rows, swept, sweep, field, metric, summary) -> str:
+def variant(points: list, swept: list, module, point_dir) -> list:
+  """'key: paper -> this sweep' for each config value the points share that
+  differs from `module.get_config()` (no argument: the paper's
+  configuration), read from the first point's config.json."""
+  if module is None or not hasattr(module, 'get_config'):
+    return []
+  for point in points:
+    path = point_dir(point) / 'config.json'
+    if path.exists():
+      ran = json.loads(path.read_text())
+      break
+  else:
+    return []
+  paper = json.loads(module.get_config().to_json_best_effort())
+  return [line for line in configlib.differences(paper, ran)
+          if line.split(':', 1)[0] not in swept]
+
+
+def markdown(rows, swept, sweep, field, metric, summary, command=None,
+             changes=()) -> str:
   main = [k for k in (metric, metric.replace('test/', 'validation/'),
                       'test/digit_accuracy', 'test/coverage_at_98', 'epoch',
                       'train_seconds') if any(k in r for r in rows)]
   main = list(dict.fromkeys(main))
   head = ['point', 'status', 'dataset', *swept, *main]
-  out = [f'# Sweep {sweep!r}: {metric} against {field}', '',
-         '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  out = [f'# Sweep {sweep!r}: {metric} against {field}', '']
+  if command:
+    out += ['```', command, '```', '']
+  if changes:
+    out += ["Variant: what every point changes from the config file's "
+            "`get_config()` (the paper's configuration):", '']
+    out += [f'- {line}' for line in changes] + ['']
+  out += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for r in rows:
     out.append('| ' + ' | '.join(_fmt(r.get(k, '')) for k in head) + ' |')
   for label, points in summary.items():
@@ -98,19 +141,20 @@ def markdown(rows, swept, sweep, field, metric, summary) -> str:
 
 
 def plot(path, sweep, field, metric, summary, reference=None):
+  """`summary` as summarise returns it, its labels naming the lines."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   percent = 'accuracy' in metric or 'coverage' in metric
   scale = 100.0 if percent else 1.0
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plt.subplots(figsize=(7, 4.5))
   for label, points in summary.items():
     # Tuples (e.g. hidden layer sizes) are drawn as categories.
     xs = [p[0] if isinstance(p[0], (int, float)) else str(p[0])
           for p in points]
     ax.errorbar(xs, [p[1] * scale for p in points],
                 yerr=[p[2] * scale for p in points], marker='o', capsize=3,
-                label=f'{label} (this repo)')
+                label=label)
   if reference:
     name, values = reference
     ax.plot(list(values), list(values.values()), 'k--', marker='s',
@@ -125,11 +169,36 @@ def plot(path, sweep, field, metric, summary, reference=None):
   plt.close(fig)
 
 
+def number_or_text(text: str):
+  """A value written as text (a CSV cell, a command-line grid) as a number
+  where it reads as one."""
+  for kind in (int, float):
+    try:
+      return kind(text)
+    except ValueError:
+      pass
+  return text
+
+
+def read_csv(path: pathlib.Path) -> list[dict]:
+  """results.csv's rows with numbers as numbers, as `collect` made them."""
+  with open(path, newline='') as f:
+    return [{k: number_or_text(v) for k, v in row.items() if v != ''}
+            for row in csv.DictReader(f)]
+
+
 def write(workdir: pathlib.Path, sweep: str, points: list, point_name,
-          module=None, metric: str | None = None) -> str:
-  """Writes results.csv, results.md and the plot; returns the markdown."""
+          module=None, metric: str | None = None, command: str | None = None,
+          compare: tuple = (), codes: dict | None = None,
+          point_dir=None) -> str:
+  """Writes results.csv, results.md and the plot; returns the markdown.
+
+  `compare`: folders of other sweeps over the same field whose results.csv
+  lines the plot draws too, each labelled with its folder's name.
+  """
   workdir.mkdir(parents=True, exist_ok=True)
-  rows = collect(workdir, points, point_name)
+  point_dir = point_dir or (lambda p: workdir / point_name(p))
+  rows = collect(workdir, points, point_name, codes, point_dir)
   metric = metric or default_metric(rows)
   columns = list(dict.fromkeys(k for r in rows for k in r))
   with open(workdir / 'results.csv', 'w', newline='') as f:
@@ -139,9 +208,16 @@ def write(workdir: pathlib.Path, sweep: str, points: list, point_name,
   swept = list(points[0])
   field = ([k for k in swept if k != 'seed'] or swept)[0]
   summary = summarise(rows, swept, field, metric)
-  text = markdown(rows, swept, sweep, field, metric, summary)
+  changes = variant(points, swept, module, point_dir)
+  text = markdown(rows, swept, sweep, field, metric, summary, command, changes)
   (workdir / 'results.md').write_text(text)
+  lines = {f'{workdir.name}: {label}': points
+           for label, points in summary.items()}
+  for other in map(pathlib.Path, compare):
+    other_rows = read_csv(other / 'results.csv')
+    lines.update({f'{other.name}: {label}': points for label, points in
+                  summarise(other_rows, swept, field, metric).items()})
   reference = getattr(module, 'SWEEP_REFERENCES', {}).get(sweep)
-  plot(workdir / f'{sweep}_vs_accuracy.png', sweep, field, metric, summary,
+  plot(workdir / f'{sweep}_vs_accuracy.png', sweep, field, metric, lines,
        reference)
   return text

@@ -1,5 +1,5 @@
-r"""Run a config on a Cloud TPU VM or pod slice: create, copy, install, run,
-fetch results, delete.
+r"""Run a config on a Cloud TPU VM or pod slice: check, create, copy, install,
+run, fetch results, delete.
 
   python -m launch.tpu --name=nielsen --zone=us-central2-b --accelerator_type=v4-32 \
       --config=configs/mnist_nielsen.py --workdir=gs://BUCKET/runs/nielsen \
@@ -9,15 +9,32 @@ Every worker of the slice runs the same command; JAX finds the other workers by
 itself (`jax.distributed.initialize()` on Cloud TPU). Keep the workdir on GCS:
 checkpoints live there, so after a spot preemption the same launch command
 resumes the run. `--dry_run` prints the gcloud commands instead of running them.
+
+Before the first gcloud call that costs money, everything that can be checked
+here is: every flag is known (a mistyped one is refused, not dropped), the VM
+name, zone and accelerator type are well formed (and, where gcloud is
+installed, the type is offered in the zone), the config file loads with its
+:ARG and --config.* overrides and passes the loop's checks. What ships is this
+checkout's working tree as it is on disk (tracked and untracked files that git
+does not ignore), so an uncommitted config travels with it. The requirements
+need Python 3.11 or newer and the TPU images' own Python is 3.10: the workers
+install one with uv, and the run uses it.
 """
 import pathlib
+import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
+
+from research import cli
+from research import configlib
 
 _NAME = flags.DEFINE_string('name', None, 'TPU VM name.', required=True)
 _ZONE = flags.DEFINE_string('zone', None, 'e.g. us-central2-b.', required=True)
@@ -33,9 +50,79 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'gs:// workdir of the run.',
 _RESULTS_TO = flags.DEFINE_string(
     'results_to', None, 'Local path for the run\'s results.json '
     '(default: NAME_results.json here).')
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file, optionally with :ARG.',
+    lock_config=True)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REMOTE = '~/research'
+PYTHON = '3.11'  # the oldest the requirements accept (README, "Install")
+# Cloud TPU names: lowercase letters, digits and hyphens, starting with a
+# letter, at most 63 characters; zones like us-central2-b; types like v4-32,
+# v5litepod-16, v6e-8.
+NAME_RE = re.compile(r'[a-z]([-a-z0-9]{0,61}[a-z0-9])?')
+ZONE_RE = re.compile(r'[a-z]+-[a-z]+[0-9]+-[a-z]')
+TYPE_RE = re.compile(r'v[0-9]+[a-z]*-[0-9]+')
+
+
+class LaunchError(ValueError):
+  """A launch that would fail or run the wrong thing; says what to change."""
+
+
+def check_request():
+  """Refuses what would fail on the VM, before it costs anything."""
+  if not NAME_RE.fullmatch(_NAME.value):
+    raise LaunchError(f'--name={_NAME.value!r} is not a Cloud TPU name: '
+                      'lowercase letters, digits and hyphens, starting with a '
+                      'letter, at most 63 characters.')
+  if not ZONE_RE.fullmatch(_ZONE.value):
+    raise LaunchError(f'--zone={_ZONE.value!r} is not a zone name like '
+                      'us-central2-b (gcloud compute tpus locations list).')
+  if not TYPE_RE.fullmatch(_TYPE.value):
+    raise LaunchError(f'--accelerator_type={_TYPE.value!r} is not a TPU type '
+                      'like v4-8, v4-32, v5litepod-16 or v6e-8.')
+  if not _WORKDIR.value.startswith('gs://'):
+    raise LaunchError('--workdir must be a gs:// path: TPU workers share it, '
+                      'and checkpoints must outlive a preempted VM.')
+  config = cli.config_value(_CONFIG)
+  configlib.validate(config)
+  return config
+
+
+def check_offered_in_zone(run=subprocess.run):
+  """Where gcloud is installed (a free call): the zone exists and offers the
+  accelerator type."""
+  if not shutil.which('gcloud'):
+    return
+  listing = run(['gcloud', 'compute', 'tpus', 'accelerator-types', 'list',
+                 f'--zone={_ZONE.value}', '--format=value(type)'],
+                capture_output=True, text=True, check=False)
+  if listing.returncode:
+    raise LaunchError(f'gcloud cannot list TPU types in --zone={_ZONE.value} '
+                      f'({listing.stderr.strip()[-300:]}): check the zone '
+                      'and your gcloud project.')
+  offered = listing.stdout.split()
+  if _TYPE.value not in offered:
+    raise LaunchError(f'--zone={_ZONE.value} offers no {_TYPE.value}; it '
+                      f'has: {", ".join(offered) or "none"}.')
+
+
+def shipped_files() -> list[str]:
+  """This checkout as it is on disk: tracked and untracked files that git
+  does not ignore."""
+  out = subprocess.run(['git', '-C', str(REPO), 'ls-files', '-z', '--cached',
+                        '--others', '--exclude-standard'], capture_output=True,
+                       check=True).stdout
+  return sorted(p for p in out.decode().split('\0')
+                if p and (REPO / p).is_file())
+
+
+def pack(archive: str) -> list[str]:
+  files = shipped_files()
+  with tarfile.open(archive, 'w:gz') as tar:
+    for path in files:
+      tar.add(REPO / path, arcname=path)
+  return files
 
 
 def commands(run_args: list, archive: str, results_to: str) -> dict:
@@ -44,15 +131,20 @@ def commands(run_args: list, archive: str, results_to: str) -> dict:
   where = [_NAME.value, f'--zone={_ZONE.value}']
   on_all = [*tpu, 'ssh', *where, '--worker=all', '--command']
   run = ' '.join(['cd', REMOTE, '&&', '.venv/bin/python', '-m', 'research.main',
-                  *map(shlex.quote, run_args), f'--workdir={_WORKDIR.value}'])
+                  *map(shlex.quote, [*run_args,
+                                     f'--workdir={_WORKDIR.value}'])])
+  install = ' && '.join([
+      f'mkdir -p {REMOTE}', f'tar -xzf ~/research.tar.gz -C {REMOTE}',
+      f'cd {REMOTE}', 'python3 -m pip install --user -q uv',
+      f'~/.local/bin/uv venv --python {PYTHON} .venv',
+      '~/.local/bin/uv pip install --python .venv/bin/python -q '
+      '-r requirements.txt "jax[tpu]"'])
   return {
       'create': [*tpu, 'create', *where, f'--accelerator-type={_TYPE.value}',
                  f'--version={_VERSION.value}', *(['--spot'] if _SPOT.value else [])],
       'copy': [*tpu, 'scp', archive, f'{_NAME.value}:~/research.tar.gz',
                f'--zone={_ZONE.value}', '--worker=all'],
-      'install': [*on_all, f'mkdir -p {REMOTE} && tar -xzf ~/research.tar.gz '
-                  f'-C {REMOTE} && cd {REMOTE} && python3 -m venv .venv && '
-                  '.venv/bin/pip install -q -r requirements.txt "jax[tpu]"'],
+      'install': [*on_all, install],
       'run': [*on_all, run],
       'fetch': ['gcloud', 'storage', 'cp', f'{_WORKDIR.value}/results.json',
                 results_to],
@@ -61,22 +153,23 @@ def commands(run_args: list, archive: str, results_to: str) -> dict:
 
 
 def main(argv):
-  if not _WORKDIR.value.startswith('gs://'):
-    sys.exit('--workdir must be a gs:// path: TPU workers share it, and '
-             'checkpoints must outlive a preempted VM.')
-  run_args = [a for a in argv[1:] if a.startswith('--config')]
-  if not any(a.startswith('--config=') for a in run_args):
-    sys.exit('Pass --config=configs/X.py (and any --config.a.b=value).')
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    check_request()
+    if not _DRY_RUN.value:
+      check_offered_in_zone()
+  except (LaunchError, configlib.ConfigError) as e:
+    sys.exit(f'Error: {e}')
   archive = str(pathlib.Path(tempfile.gettempdir()) / f'{_NAME.value}.tar.gz')
   results_to = _RESULTS_TO.value or f'{_NAME.value}_results.json'
-  steps = commands(run_args, archive, results_to)
-  pack = ['git', '-C', str(REPO), 'archive', '--format=tar.gz', '-o', archive,
-          'HEAD']
+  steps = commands(CONFIG_ARGS, archive, results_to)
+  files = pack(archive)
+  print(f'# pack\n{archive}: {len(files)} files of {REPO}')
   if _DRY_RUN.value:
-    for name, argv_ in [('pack', pack), *steps.items()]:
+    for name, argv_ in steps.items():
       print(f'# {name}\n{shlex.join(argv_)}')
     return
-  subprocess.run(pack, check=True)
   subprocess.run(steps['create'], check=True)
   try:
     for name in ('copy', 'install', 'run', 'fetch'):
@@ -87,5 +180,15 @@ def main(argv):
       subprocess.run(steps['delete'], check=False)
 
 
+CONFIG_ARGS = []  # --config and --config.* as given, for the remote command
+
+
+def parse(argv):
+  """Every flag must be known (absl suggests the closest); --config and its
+  overrides are kept as typed for the run on the workers."""
+  CONFIG_ARGS[:] = [a for a in argv[1:] if a.startswith('--config')]
+  return cli.parse_flags(argv)
+
+
 if __name__ == '__main__':
-  app.run(main, flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
+  app.run(main, flags_parser=parse)

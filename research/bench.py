@@ -15,6 +15,10 @@ precision (TF32 for float32 on NVIDIA GPUs), timed in the same run.
 Prints a table, then one JSON line: images_per_s, step_s, compile_s, mfu,
 params, dtype, and more.
 """
+from research import xla_flags
+
+xla_flags.apply()  # before JAX creates its backends, which read XLA_FLAGS once
+
 import dataclasses
 import json
 import time

@@ -3,9 +3,17 @@
 Saves are atomic (Orbax commits by rename), so a run killed mid-save leaves a
 temporary directory that restore ignores and the previous checkpoint is used.
 """
+import errno
+import shutil
+import sys
+
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+
+
+# Room a save needs beyond its arrays: Orbax's metadata files.
+SAVE_MARGIN_BYTES = 1 << 20
 
 
 class CheckpointError(RuntimeError):
@@ -30,6 +38,17 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, step: int, state, loop: dict):
+    """Saves (asynchronously) unless the disk lacks room for it: then
+    OSError(ENOSPC) before anything is written, so a full disk never leaves
+    a half-written checkpoint (or Orbax's tracebacks from its threads)."""
+    directory = self.manager.directory
+    if '://' not in str(directory):
+      need = sum(getattr(x, 'nbytes', 0) for x in jax.tree.leaves(state))
+      free = shutil.disk_usage(directory).free
+      if free < need + SAVE_MARGIN_BYTES:
+        raise OSError(errno.ENOSPC, f'No space left on device: {free:,} bytes '
+                      f'free, the checkpoint of step {step} needs about '
+                      f'{need + SAVE_MARGIN_BYTES:,}', str(directory))
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), loop=ocp.args.JsonSave(loop)),
                       force=True)
@@ -37,21 +56,48 @@ class Checkpointer:
   def restore(self, step: int, like_state):
     """Returns (state, loop) with state placed like `like_state`'s arrays."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+    _ignore_reads_left_in_flight()
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), loop=ocp.args.JsonRestore()))
     except Exception as e:  # Orbax/TensorStore raise many types for bad files
-      path = self.manager.directory / str(step)
-      raise CheckpointError(
-          f'The checkpoint {path} cannot be read ({type(e).__name__}: '
-          f'{str(e)[:300]}). It is corrupt, truncated or from another model. '
-          'Delete that folder to resume from the previous checkpoint, or use '
-          'a new --workdir.') from e
+      raise _unreadable(self.manager.directory / str(step), e) from e
     return restored.state, restored.loop
 
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _ignore_reads_left_in_flight():
+  """When a restore fails, TensorStore reads still in flight end in Orbax's
+  event loop, already closed, and their callbacks print "RuntimeError: Event
+  loop is closed" (through sys.excepthook or sys.unraisablehook) around the
+  paragraph the command prints. That error says nothing about the
+  checkpoint; any other still reaches the hooks. Idempotent."""
+  if getattr(sys.excepthook, 'ignores_closed_loop', False):
+    return
+  closed = lambda value: (isinstance(value, RuntimeError)
+                          and str(value) == 'Event loop is closed')
+  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
+
+  def on_exception(kind, value, tb):
+    if not closed(value):
+      excepthook(kind, value, tb)
+
+  def on_unraisable(info):
+    if not closed(info.exc_value):
+      unraisablehook(info)
+  on_exception.ignores_closed_loop = True
+  sys.excepthook, sys.unraisablehook = on_exception, on_unraisable
+
+
+def _unreadable(path, error) -> CheckpointError:
+  return CheckpointError(
+      f'The checkpoint {path} cannot be read ({type(error).__name__}: '
+      f'{str(error)[:300]}). It is corrupt, truncated or from another model. '
+      'Delete that folder to fall back to the previous checkpoint, or use '
+      'a new --workdir.')
 
 
 def latest_step(workdir) -> int | None:
@@ -72,6 +118,10 @@ def load_latest(workdir) -> tuple[dict, int]:
     if step is None:
       raise FileNotFoundError(f'No checkpoint in {path}: train a run with '
                               f'--workdir={workdir} first.')
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))
+    _ignore_reads_left_in_flight()
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore()))
+    except Exception as e:  # Orbax/TensorStore raise many types for bad files
+      raise _unreadable(path / str(step), e) from e
   return restored.state, step

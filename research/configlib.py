@@ -4,6 +4,7 @@ Experiment configs in `configs/` start from `base()` and override what their
 paper specifies; the training loop reads nothing that is not declared here, so a
 mistyped `--config.a.b=v` is refused by ml_collections instead of silently ignored.
 """
+import ast
 import difflib
 import math
 
@@ -19,6 +20,9 @@ class ConfigError(ValueError):
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # Train these seeds together, vmapped, each into WORKDIR/seed=S as if alone
+  # (research/replicas.py); () trains config.seed into WORKDIR.
+  c.seeds = ()
 
   c.model = ml_collections.ConfigDict()
   c.model.name = config_dict.placeholder(str)  # a key of research.models.REGISTRY
@@ -40,6 +44,9 @@ def base() -> ml_collections.ConfigDict:
   # Big sets (ImageNet) stream through tf.data with the papers' augmentation;
   # small ones are held in memory. See research/data/pipeline.py.
   c.data.streaming = False
+  # ImageNet from its prepared store (research/data/prepared.py: squares of
+  # 256 built once, read by index; augmentation as streamed, but cheap).
+  c.data.prepared = False
   # Side of the square images the model sees; 0: as stored. Streamed: the crop
   # (224, AlexNet 227); in memory: stored images are resized to it on the device.
   c.data.image_size = 0
@@ -51,12 +58,18 @@ def base() -> ml_collections.ConfigDict:
   c.data.pixel_mean = ()
   c.data.resize_to = 256         # streamed: shorter side, then central square
   # Training augmentation. Streamed: none | crop_flip | alexnet; in memory:
-  # none | random_crop (random image_size crops, centre crops in evaluation).
+  # none | random_crop (random crops, centre crops in evaluation, of side
+  # crop_size, resized on the device to image_size; crop_size 0: image_size).
   c.data.augment = 'none'
+  c.data.crop_size = 0
   # Subtract each image's own mean (Goodfellow et al. 2013, section 5.1).
   c.data.subtract_image_mean = False
   c.data.eval_crops = 1          # streamed eval: 1 (centre) or 10 (AlexNet 4.1)
   c.data.shuffle_buffer = 10_000
+
+  # Weights to start from: a BVLC .caffemodel (research/caffe) or the workdir
+  # of an earlier run (research/init_from.py); None: the model's own init.
+  c.init_from = config_dict.placeholder(str)
 
   c.loss = 'softmax_cross_entropy'
   # Weight of the loss on logits a model sows as 'aux_logits' in training
@@ -64,7 +77,7 @@ def base() -> ml_collections.ConfigDict:
   c.aux_loss_weight = 0.3
   c.batch_size = 128          # global, split over all devices
   c.eval_batch_size = 1000    # global; eval sets are padded and masked to it
-  c.num_epochs = 1.0
+  c.num_epochs = 1.0          # 0: only evaluate (e.g. imported weights)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'sgd'    # sgd | momentum | nesterov | adam | adamw | rmsprop
@@ -125,7 +138,10 @@ def validate(config: ml_collections.ConfigDict):
     _need(isinstance(value, int) and value > 0,
           f'config.{key} is {value!r}; it must be a positive integer '
           f'(--config.{key}=N).')
-  for key in ('num_epochs', 'eval_every_epochs', 'checkpoint_every_epochs'):
+  _need(math.isfinite(config.num_epochs) and config.num_epochs >= 0,
+        f'config.num_epochs is {config.num_epochs!r}; it must be a positive '
+        'number, or 0 to only evaluate (--config.num_epochs=X).')
+  for key in ('eval_every_epochs', 'checkpoint_every_epochs'):
     value = config[key]
     _need(math.isfinite(value) and value > 0,
           f'config.{key} is {value!r}; it must be a positive number '
@@ -167,7 +183,18 @@ def validate_data(data):
   _need(data.eval_crops in (1, 10),
         f'config.data.eval_crops is {data.eval_crops!r}; use 1 (centre crop) '
         'or 10 (corners, centre and their mirror images).')
-  if not data.streaming:
+  _need(data.crop_size == 0 or (data.crop_size > 0
+                                and data.augment == 'random_crop'),
+        f'config.data.crop_size={data.crop_size!r} needs in-memory '
+        "config.data.augment='random_crop' (the side of the random crops, "
+        'resized to config.data.image_size); 0 crops image_size.')
+  if data.prepared:
+    _need(not data.streaming and data.augment in STREAMED_AUGMENTATIONS
+          and 0 < data.image_size <= 256,
+          'config.data.prepared reads squares of 256 by index: set '
+          '--config.data.streaming=False, an augment of '
+          f'{", ".join(STREAMED_AUGMENTATIONS)}, and image_size <= 256.')
+  elif not data.streaming:
     choose('in-memory augmentation (config.data.augment; streamed datasets '
            'have more)', data.augment, IN_MEMORY_AUGMENTATIONS)
     _need(data.eval_crops == 1,
@@ -209,8 +236,45 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     if isinstance(default, bool):
       out[key] = value.lower() in ('', '1', 'true', 'yes')
     else:
-      out[key] = type(default)(value)
+      try:
+        out[key] = type(default)(value)
+      except ValueError:
+        raise ConfigError(f'The config argument {key}={value!r} must be '
+                          f'{type(default).__name__}, like {default!r}.'
+                          ) from None
   return out
+
+
+def override(config: ml_collections.ConfigDict, key: str, value):
+  """Sets `key` ('optimizer.learning_rate') as `--config.key=value` would,
+  a string parsed as a Python literal where the field is not a string;
+  ConfigError for an unknown key (with the closest) or a value of the wrong
+  type. For checking a config without starting a run (launch/sweep.py)."""
+  *path, leaf = key.split('.')
+  node = config
+  for depth, part in enumerate(path + [leaf]):
+    if not isinstance(node, ml_collections.ConfigDict):
+      raise ConfigError(f'config.{".".join(path[:depth])} has no fields; '
+                        f'--config.{key} cannot be set.')
+    if part not in node:
+      close = difflib.get_close_matches(part, list(node), n=1)
+      hint = f' Did you mean {close[0]!r}?' if close else ''
+      raise ConfigError(f'Unknown config key {key!r}.{hint} The config '
+                        'defines only the keys of research/configlib.py\'s '
+                        'base() and its own.')
+    if depth < len(path):
+      node = node[part]
+  old = node[leaf]
+  if isinstance(value, str) and not isinstance(old, str) and old is not None:
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      raise ConfigError(f'--config.{key}={value!r} is not a '
+                        f'{type(old).__name__} like {old!r}.') from None
+  try:
+    node[leaf] = value
+  except TypeError as e:
+    raise ConfigError(f'--config.{key}={value!r}: {e}') from None
 
 
 # Where data lives is not part of the experiment: a run may resume elsewhere.
@@ -218,7 +282,12 @@ LOCATION_KEYS = ('data.data_dir', 'data.manual_dir')
 
 
 def differences(saved: dict, new: dict) -> list[str]:
-  """'key: saved -> new' for each experiment key that differs."""
+  """'key: saved -> new' for each experiment key that differs. A key the
+  saved config lacks (added to the code since) counts only when set to
+  something: None, 0, '' or an empty tuple (every such key's "off") is what
+  the older run did."""
   a, b = (traverse_util.flatten_dict(d, sep='.') for d in (saved, new))
+  added_off = lambda k: k not in a and b[k] in (None, 0, '', (), [], False)
   return [f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(a.keys() | b.keys())
-          if k not in LOCATION_KEYS and a.get(k) != b.get(k)]
+          if k not in LOCATION_KEYS and a.get(k) != b.get(k)
+          and not (k in b and added_off(k))]

@@ -1,7 +1,11 @@
 """Command line: python -m research.main --config=configs/X.py --workdir=DIR
 [--config.a.b=value ...]. Rerunning the same command resumes from DIR."""
-import signal
+from research import xla_flags
+
+xla_flags.apply()  # before JAX creates its backends, which read XLA_FLAGS once
+
 import sys
+import threading
 
 from absl import app
 from absl import flags
@@ -9,11 +13,14 @@ from absl import logging
 from ml_collections import config_flags
 
 from research import checkpoints
+from research import cli
 from research import configlib
 from research import logs
 from research import mesh
 from research import preemption
 from research import train
+from research import workdir
+from research.caffe import caffemodel
 from research.data import tfds_source
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -35,37 +42,38 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None,
 # Errors that mean "change your command", shown as one paragraph, not a trace.
 USER_ERRORS = (configlib.ConfigError, tfds_source.DataError,
                mesh.ShardingError, train.TrainingError,
-               checkpoints.CheckpointError)
+               checkpoints.CheckpointError, workdir.WorkdirError,
+               caffemodel.CaffeError)
 
 
-def parse_flags(argv):
-  """absl's parser, with a mistyped --config.key shown as a usage error."""
-  try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError) as e:  # ml_collections' unknown-key errors
-    message = str(e).strip('\'"').replace('\\n', ' ').replace("\\'", "'")
-    sys.exit(f'Unknown config key: {message}. Run with --config=FILE and only '
-             'keys that FILE defines (see the config file).')
-  except flags.Error as e:
-    sys.exit(f'{e}\nSee: python -m research.main --helpfull')
+def _quiet_disk_full(hook):
+  """A threading.excepthook that leaves a full disk in Orbax's background
+  save thread to the one paragraph the main thread prints about it."""
+  def excepthook(args):
+    if logs.disk_full(args.exc_value):
+      logging.warning('A background save failed: the disk is full.')
+      return
+    hook(args)
+  return excepthook
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.get_absl_handler().addFilter(logs.QuietLibraries())
+  threading.excepthook = _quiet_disk_full(threading.excepthook)
   mesh.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                               _PROCESS_ID.value)
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+    train.train_and_evaluate(cli.config_value(_CONFIG), _WORKDIR.value,
                              _ALLOW_CONFIG_CHANGE.value)
   except preemption.Preempted as e:
     logging.warning('%s', e)
-    sys.exit(128 + signal.SIGTERM)  # the shell's code for "ended by SIGTERM"
+    sys.exit(e.exit_code)  # the shell's code for "ended by SIGTERM/SIGINT"
   except USER_ERRORS as e:
     logging.error('%s', e)
-    sys.exit(f'Error: {e}')
+    cli.exit_for_user_error(e)
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -99,9 +99,10 @@ def replicated(mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def stacked_batches(mesh) -> NamedSharding:
-  """(steps, batch, ...) arrays: the batch axis split over 'data'."""
-  return NamedSharding(mesh, P(None, DATA))
+def stacked_batches(mesh, leading: int = 1) -> NamedSharding:
+  """(steps, batch, ...) arrays, or with `leading` = 2 (seeds, steps, batch,
+  ...): the batch axis split over 'data'."""
+  return NamedSharding(mesh, P(*([None] * leading), DATA))
 
 
 def param_shardings(boxed_params, mesh) -> dict:
@@ -150,7 +151,3 @@ def to_global(host_arrays: dict, sharding: NamedSharding) -> dict:
     return jax.device_put(host_arrays, sharding)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in host_arrays.items()}
-
-
-def replicate(tree, mesh):
-  return jax.device_put(tree, replicated(mesh))

@@ -27,3 +27,4 @@ class MetricWatch:
     if self.patience and waited >= self.patience:
       return {'best': best, 'waited': 0}, False, True
     return {'best': best, 'waited': waited}, False, False
+

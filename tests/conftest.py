@@ -1,14 +1,16 @@
-"""Shared fixtures: real MNIST prepared once per session, and a CLI runner."""
+"""Shared fixtures: real MNIST prepared once per session, and the datasets
+and nets several modules use (helpers live in tests/helpers.py)."""
 import concurrent.futures
-import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-MNIST_FILES = REPO.parent / 'shared' / 'data' / 'mnist'
+from research import xla_flags
+
+# As the commands do (research/main.py): the in-process runs of the tests
+# train with the same XLA CPU settings.
+xla_flags.apply()
+
+from tests.helpers import MNIST_FILES
 
 
 def pytest_collection_modifyitems(items):
@@ -52,26 +54,6 @@ def ilsvrc_dirs(tmp_path_factory):
       'name': 'imagenet2012', 'data_dir': str(data_dir),
       'manual_dir': str(manual_dir)}))
   return data_dir, manual_dir
-
-
-def run_cli(*args, devices: int = 1, timeout: float = 300, check: bool = True,
-            cwd=REPO, module: str = 'research.main'
-            ) -> subprocess.CompletedProcess:
-  """Runs `python -m MODULE ARGS` with `devices` simulated CPU devices."""
-  env = dict(os.environ, PYTHONPATH=str(REPO),
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
-  proc = subprocess.run([sys.executable, '-m', module, *args],
-                        cwd=cwd, env=env, capture_output=True, text=True,
-                        timeout=timeout)
-  if check and proc.returncode != 0:
-    raise AssertionError(f'exit {proc.returncode}\n{proc.stderr[-4000:]}')
-  return proc
-
-
-def read_jsonl(path) -> list:
-  import json
-  return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
 
 
 @pytest.fixture(scope='session')

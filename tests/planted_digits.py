@@ -13,7 +13,7 @@ import optax
 from research.data import idx
 from research.models import convnet
 from research.visualize import network as network_lib
-from tests.conftest import MNIST_FILES
+from tests.helpers import MNIST_FILES
 
 CANVAS = 32   # side of the canvas
 DIGIT = 20    # MNIST's 28x28 digit, shrunk to this side before planting
@@ -73,7 +73,7 @@ def train_convnet(data: Planted, seed: int, steps: int = 600,
     rows = order[i * batch:(i + 1) * batch]
     params, opt_state = step(params, opt_state, data.images[rows],
                              data.labels[rows])
-  return network_lib.Network(model, params, (CANVAS, CANVAS, 1))
+  return network_lib.Network(model, {'params': params}, (CANVAS, CANVAS, 1))
 
 
 def accuracy(net: network_lib.Network, data: Planted) -> float:

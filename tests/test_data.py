@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from research.data import pipeline
+from research.data import reachability
 from research.data import stoplight
 from research.data import tfds_source
-from tests.conftest import MNIST_FILES
+from tests.helpers import MNIST_FILES
 
 
 def test_stoplight_rule_is_green_and_not_red():
@@ -57,7 +58,7 @@ def test_each_process_reads_its_own_shard(mnist_data_dir):
 def test_missing_data_offline_fails_fast_naming_manual_dir(tmp_path,
                                                            monkeypatch):
   # Simulates a machine without network even where this test has one.
-  monkeypatch.setattr(tfds_source, 'host_reachable', lambda url: False)
+  monkeypatch.setattr(reachability, 'host_reachable', lambda url: False)
   start = time.perf_counter()
   with pytest.raises(tfds_source.DataError, match='--config.data.manual_dir'):
     tfds_source.load_splits(mnist_config(str(tmp_path)), {'test': 'test'})
@@ -66,8 +67,21 @@ def test_missing_data_offline_fails_fast_naming_manual_dir(tmp_path,
 
 def test_network_probe_answers_within_seconds():
   start = time.perf_counter()
-  tfds_source.host_reachable('https://storage.googleapis.com/x', timeout_s=3)
+  reachability.host_reachable('https://storage.googleapis.com/x', timeout_s=3)
   assert time.perf_counter() - start < 10
+
+
+def test_network_probe_answer_is_right():
+  """A port that listens is reachable; the same port closed is not."""
+  import socket
+  server = socket.socket()
+  server.bind(('127.0.0.1', 0))
+  server.listen()
+  port = server.getsockname()[1]
+  assert reachability.host_reachable(f'http://127.0.0.1:{port}/file')
+  server.close()
+  assert not reachability.host_reachable(f'http://127.0.0.1:{port}/file')
+  assert not reachability.host_reachable('http://no-such-host.invalid/x')
 
 
 def test_manual_dir_without_the_files_names_them(tmp_path):
@@ -112,7 +126,7 @@ def test_processes_preparing_the_same_dataset_at_once_both_succeed(tmp_path):
   into the same data_dir; the one whose rename comes second must go on."""
   import subprocess
   import sys
-  from tests.conftest import REPO
+  from tests.helpers import REPO
   script = (
       'import sys, ml_collections\n'
       'from research.data import tfds_source\n'

@@ -1,5 +1,6 @@
 """Bad input stops the run with one paragraph that names the fix, and keeps what
 was already written."""
+import gzip
 import shutil
 
 import pytest
@@ -8,8 +9,8 @@ from research import checkpoints
 from research import configlib
 from research import train
 from research.data import tfds_source
-from tests.conftest import MNIST_FILES, read_jsonl
-from tests.test_train import load_config
+from tests.helpers import MNIST_FILES, read_jsonl
+from tests.helpers import load_config
 
 
 def test_resuming_with_a_different_config_is_refused(tmp_path):
@@ -46,23 +47,33 @@ def test_corrupt_checkpoint_is_named_with_the_way_out(tmp_path):
   train.train_and_evaluate(config, tmp_path)
   for data_file in (tmp_path / 'checkpoints' / '300' / 'state').rglob('d/*'):
     data_file.write_bytes(data_file.read_bytes()[:20])  # truncated
+  config.num_epochs += 100  # not finished: the run must read its checkpoint
   with pytest.raises(checkpoints.CheckpointError,
                      match=r'checkpoints/300 cannot be read.*Delete that folder'):
-    train.train_and_evaluate(config, tmp_path)
+    train.train_and_evaluate(config, tmp_path, allow_config_change=True)
   assert (tmp_path / 'results.json').exists()  # nothing written is lost
 
 
 def test_dataset_file_with_a_wrong_checksum(tmp_path):
+  """A valid gzip of different labels (one label changed): only TFDS's
+  checksum can tell, and the error says so."""
+  from tensorflow_datasets.core.download import download_manager
   manual = tmp_path / 'manual'
   shutil.copytree(MNIST_FILES, manual, ignore=shutil.ignore_patterns('*.md'))
   labels = manual / 't10k-labels-idx1-ubyte.gz'
-  data = bytearray(labels.read_bytes())
-  data[-1] ^= 0xFF
-  labels.write_bytes(bytes(data))
+  data = bytearray(gzip.decompress(labels.read_bytes()))
+  data[8] = (data[8] + 1) % 10  # the first test label, another digit
+  labels.write_bytes(gzip.compress(bytes(data)))
   config = load_config('mnist_nielsen', 'test').data
   config.data_dir, config.manual_dir = str(tmp_path / 'tfds'), str(manual)
-  with pytest.raises(tfds_source.DataError, match='checksum'):
+  with pytest.raises(tfds_source.DataError, match='checksum') as error:
     tfds_source.load_splits(config, {'test': 'test'})
+  causes, cause = [], error.value
+  while cause is not None:
+    causes.append(cause)
+    cause = cause.__cause__ or cause.__context__
+  assert any(isinstance(c, download_manager.NonMatchingChecksumError)
+             for c in causes), causes
 
 
 def test_half_written_checkpoint_is_never_loaded(tmp_path):

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import train
-from tests.conftest import read_jsonl, run_cli
+from research.data import prepare
+from tests.helpers import read_jsonl, run_cli
 
 
 @pytest.mark.parametrize('name,params', [
@@ -41,14 +41,14 @@ def test_prepare_upscales_grey_digits_to_rgb():
   digits = np.zeros((2, 28, 28, 1), np.uint8)
   digits[0] = 255
   digits[1, 10:18, 10:18] = 255
-  x = train.make_prepare(image_size=67, channels=3)(jnp.asarray(digits))
+  x = prepare.make_prepare(image_size=67, channels=3)(jnp.asarray(digits))
   assert x.shape == (2, 67, 67, 3) and x.dtype == jnp.float32
   np.testing.assert_allclose(x[0], 1.0, rtol=1e-6)  # flat stays flat
   np.testing.assert_array_equal(x[..., 0], x[..., 2])  # grey in every channel
   centre, corner = float(x[1, 33, 33, 0]), float(x[1, 0, 0, 0])
   assert centre == pytest.approx(1.0) and corner == 0.0
   # Stored size and channels pass unchanged when nothing is asked.
-  same = train.make_prepare()(jnp.asarray(digits))
+  same = prepare.make_prepare()(jnp.asarray(digits))
   assert same.shape == digits.shape
 
 
@@ -63,7 +63,7 @@ def test_ten_crop_scores_average_the_softmax():
   crops = jnp.asarray(np.random.default_rng(0).normal(size=(3, 10, 4, 4, 2)),
                       jnp.float32)
   params = model.init(jax.random.key(0), crops[:, 0])['params']
-  got = train.crop_averaged_logits(model, params, crops)
+  got = prepare.crop_averaged_logits(model, {'params': params}, crops)
   per_crop = jax.nn.softmax(model.apply(
       {'params': params}, crops.reshape((30, 4, 4, 2))).reshape((3, 10, 7)),
                             axis=-1)
@@ -72,7 +72,7 @@ def test_ten_crop_scores_average_the_softmax():
   # Ten identical crops score as the single image does.
   same = jnp.repeat(crops[:, :1], 10, axis=1)
   np.testing.assert_allclose(
-      train.crop_averaged_logits(model, params, same),
+      prepare.crop_averaged_logits(model, {'params': params}, same),
       jax.nn.log_softmax(model.apply({'params': params}, crops[:, 0])),
       rtol=1e-5, atol=1e-6)
 

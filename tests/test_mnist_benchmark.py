@@ -17,9 +17,9 @@ from research import models
 from research import optim
 from research import train
 from research.data.idx import read_idx
-from tests.conftest import MNIST_FILES
-from tests.conftest import REPO
-from tests.test_train import load_config
+from tests.helpers import MNIST_FILES
+from tests.helpers import REPO
+from tests.helpers import load_config
 
 
 def _mnist(first: int, count: int):

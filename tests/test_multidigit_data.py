@@ -8,7 +8,7 @@ from research.data import idx
 from research.data import multidigit
 from research.data import pipeline
 from research.data import tfds_source
-from tests.conftest import MNIST_FILES
+from tests.helpers import MNIST_FILES
 
 
 def _splits(data_dir, specs):

@@ -9,13 +9,22 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from flax import traverse_util
 
 from research import checkpoints
-from tests.conftest import REPO, read_jsonl
+from tests.helpers import REPO, read_jsonl
 
+# Momentum, a plateau schedule (the rate halves after each evaluation that
+# does not improve) and early stopping (after 3): a resume must restore the
+# momentum, the multiplier and both counters, not only the params.
 ARGS = ['--config=configs/mnist_nielsen.py:test', '--config.num_epochs=60',
-        '--config.checkpoint_every_epochs=5', '--config.eval_every_epochs=5']
+        '--config.checkpoint_every_epochs=5', '--config.eval_every_epochs=5',
+        '--config.optimizer.name=momentum',
+        '--config.optimizer.learning_rate=1.0',
+        '--config.optimizer.plateau.factor=0.5',
+        '--config.optimizer.plateau.patience=1',
+        '--config.early_stopping.patience=3']
 
 
 def start(workdir, data_dir):
@@ -89,4 +98,50 @@ def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
   assert f'Resumed from the checkpoint at step {stopped_at}' in termed_log
   assert_same_run(whole, killed)
   assert_same_run(whole, termed)
+  # The run exercised what it should: the rate was lowered, it stopped early.
+  rows = read_jsonl(whole / 'metrics.jsonl')
+  rates = [r['learning_rate'] for r in rows if 'learning_rate' in r]
+  assert rates[0] == 1.0 and min(rates) <= 0.25
+  results = json.loads((whole / 'results.json').read_text())
+  assert results['stopped_early'] and results['step'] < 12_000
 
+
+
+TIMING = ('examples_per_second', 'data_wait_share', 'train_seconds',
+          'compile_seconds')
+
+
+def _scalars(workdir) -> dict:
+  from tensorboard.backend.event_processing import event_accumulator
+  accumulator = event_accumulator.EventAccumulator(str(workdir))
+  accumulator.Reload()
+  return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
+          for tag in accumulator.Tags()['scalars'] if tag not in TIMING}
+
+
+@pytest.mark.slow  # a minute of random kills
+def test_sigkill_at_random_moments_changes_nothing(tmp_path, mnist_data_dir):
+  """Killed again and again wherever it is (writing metrics, events or a
+  checkpoint), rerun after each kill, the run ends as an uninterrupted one:
+  metrics.jsonl, results.json, TensorBoard's scalars and the params."""
+  whole, killed = tmp_path / 'whole', tmp_path / 'killed'
+  start_time = time.time()
+  proc = start(whole, mnist_data_dir)
+  assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+  duration = time.time() - start_time
+  seed = random.randrange(1 << 30)
+  rng = random.Random(seed)
+  for kill in range(4):
+    proc = start(killed, mnist_data_dir)
+    time.sleep(rng.uniform(0.3, duration))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  proc = start(killed, mnist_data_dir)
+  assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+  message = f'random kill moments from seed {seed}'
+  assert_same_run(whole, killed)
+  results = [{k: v for k, v in json.loads((d / 'results.json').read_text())
+              .items() if k not in TIMING} for d in (whole, killed)]
+  assert results[0] == results[1], message
+  got, want = _scalars(killed), _scalars(whole)
+  assert got == want, message

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from tests.conftest import read_jsonl, run_cli
+from tests.helpers import read_jsonl, run_cli
 
 
 def test_eight_devices_match_one(tmp_path, mnist_data_dir):

@@ -36,18 +36,50 @@ def test_eleven_layers_follow_section_5_1():
   assert params['dense2']['dense']['kernel'].shape == (3072, 3072)
 
 
-@pytest.mark.parametrize('depth', [3, 5, 8])
-def test_depth_is_convolutions_plus_two_dense_layers(depth):
-  model = StreetNumbers(hidden_layers=depth, width=0.25, dense_units=64)
-  params, _, _ = _init(model, size=32)
-  convs = [k for k in params if k.startswith('conv')]
-  dense = [k for k in params if k.startswith('dense')]
-  assert len(convs) == depth - 2 and len(dense) == 2
+# Fig. 5's legend: 3-7 hidden layers have one fully connected layer, 8, 9
+# and 11 two; the rest are convolutions (the 11-layer net's ninth standing for
+# the paper's locally connected layer).
+FIG5_LAYOUT = {3: (2, 1), 4: (3, 1), 5: (4, 1), 6: (5, 1), 7: (6, 1),
+               8: (6, 2), 9: (7, 2), 10: (8, 2), 11: (9, 2)}
+
+
+def _layers(params):
+  return (sorted(k for k in params if k.startswith('conv')),
+          sorted(k for k in params if k.startswith('dense')))
+
+
+@pytest.mark.parametrize('depth', sorted(FIG5_LAYOUT))
+def test_depth_is_laid_out_as_fig_5(depth):
+  params, _, _ = _init(StreetNumbers(hidden_layers=depth, width=0.125,
+                                     dense_units=64), size=32)
+  convs, dense = _layers(params)
+  assert (len(convs), len(dense)) == FIG5_LAYOUT[depth]
+  assert convs == [f'conv{i}' for i in range(1, len(convs) + 1)]
+
+
+def test_three_hidden_layers_are_two_convolutions_and_one_dense():
+  params, _, inter = _init(StreetNumbers(hidden_layers=3))
+  assert params['conv1']['conv']['kernel'].shape == (5, 5, 3, 144)  # maxout
+  assert params['conv2']['conv']['kernel'].shape == (5, 5, 48, 64)
+  # 54 -> pool /2 -> 27 -> pool /1 -> 27: the dense layer reads 27x27x64.
+  assert inter['conv2']['relu'][0].shape == (2, 54 // 2, 54 // 2, 64)
+  assert params['dense1']['dense']['kernel'].shape == (27 * 27 * 64, 3072)
+  assert params['length']['kernel'].shape == (3072, 7)
+
+
+def test_two_dense_layers_at_every_depth_stays_selectable():
+  for depth in (3, 5, 8):
+    params, _, _ = _init(StreetNumbers(hidden_layers=depth, dense_layers=2,
+                                       width=0.25, dense_units=64), size=32)
+    convs, dense = _layers(params)
+    assert (len(convs), len(dense)) == (depth - 2, 2)
 
 
 def test_too_shallow_for_the_dense_layers_is_refused():
-  with pytest.raises(ValueError, match='no convolution'):
-    StreetNumbers(hidden_layers=2).conv_units()
+  for model in (StreetNumbers(hidden_layers=1),
+                StreetNumbers(hidden_layers=2, dense_layers=2)):
+    with pytest.raises(ValueError, match='no convolution'):
+      model.conv_units()
 
 
 def test_per_digit_baseline_has_one_softmax():

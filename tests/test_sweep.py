@@ -10,7 +10,7 @@ import time
 import pytest
 
 from launch import sweep
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CONFIG = 'configs/street_numbers.py:test'
 

@@ -7,15 +7,7 @@ import pytest
 from research import checkpoints
 from research import configlib
 from research import train
-from tests.conftest import REPO, read_jsonl, run_cli
-
-
-def load_config(name, arg=None):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(name, REPO / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+from tests.helpers import REPO, load_config, read_jsonl, run_cli
 
 
 def test_neuron_learns_green_and_not_red(tmp_path):
@@ -54,7 +46,9 @@ def test_cli_writes_the_run_and_rerun_resumes(tmp_path, monkeypatch):
   assert (workdir / 'checkpoints' / '300').is_dir()
   first = json.loads((workdir / 'results.json').read_text())
   again = run_cli(*args, cwd=tmp_path)
-  assert 'Resumed from the checkpoint at step 300' in again.stderr
+  # A finished run is left as it is (tests/test_workdir_safety.py checks
+  # every byte).
+  assert 'finished at step 300: nothing to do' in again.stderr
   second = json.loads((workdir / 'results.json').read_text())
   assert second['test/accuracy'] == first['test/accuracy']
   assert read_jsonl(workdir / 'metrics.jsonl') == rows
@@ -72,7 +66,7 @@ def test_unknown_config_key_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.parametrize('key,value,flag', [
-    ('num_epochs', 0, '--config.num_epochs'),
+    ('num_epochs', -1, '--config.num_epochs'),
     ('batch_size', -4, '--config.batch_size'),
 ])
 def test_out_of_range_values_are_refused(tmp_path, key, value, flag):
@@ -92,6 +86,8 @@ def test_negative_learning_rate_is_refused(tmp_path):
 def test_all_configs_load_and_build():
   from research import models
   for path in sorted((REPO / 'configs').glob('*.py')):
+    if path.stem == 'common':  # blocks the configs share, not a config
+      continue
     for arg in (None, 'test'):
       config = load_config(path.stem, arg)
       configlib.validate(config)
@@ -110,3 +106,16 @@ def test_one_step_per_call_trains_like_a_scanned_chunk(tmp_path):
     params.append(checkpoints.load_latest(workdir)[0]['params']['unit'])
   for name in ('kernel', 'bias'):
     np.testing.assert_allclose(params[0][name], params[1][name], rtol=1e-6)
+
+
+def test_allow_config_change_continues_through_the_cli(tmp_path):
+  args = ['--config=configs/neuron.py:test', f'--workdir={tmp_path}']
+  run_cli(*args)
+  refused = run_cli(*args, '--config.num_epochs=400', check=False)
+  assert refused.returncode != 0 and 'num_epochs: 300.0 -> 400.0' in refused.stderr
+  went_on = run_cli(*args, '--config.num_epochs=400', '--allow_config_change')
+  assert 'Continuing' in went_on.stderr and 'num_epochs: 300.0 -> 400.0' in went_on.stderr
+  assert json.loads((tmp_path / 'config.json').read_text())['num_epochs'] == 400
+  evals = [r['step'] for r in read_jsonl(tmp_path / 'metrics.jsonl')
+           if 'test/accuracy' in r]
+  assert evals[-1] == 400 and len(evals) == len(set(evals))  # each step once

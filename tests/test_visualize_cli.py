@@ -1,29 +1,12 @@
 """`python -m research.visualize` on a checkpoint the training loop wrote:
 every picture index.html links exists and is a real image."""
-import html.parser
 import pathlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli
-
-
-class _Links(html.parser.HTMLParser):
-  def __init__(self):
-    super().__init__()
-    self.links = []
-
-  def handle_starttag(self, tag, attrs):
-    if tag == 'a':
-      self.links.append(dict(attrs)['href'])
-
-
-def links(index: pathlib.Path) -> list:
-  parser = _Links()
-  parser.feed(index.read_text())
-  return parser.links
+from tests.helpers import links, run_cli
 
 
 @pytest.fixture(scope='module')
@@ -79,3 +62,29 @@ def test_missing_checkpoint_says_what_to_do(tmp_path):
                    check=False)
   assert proc.returncode != 0
   assert 'train a run with' in proc.stderr
+
+
+def test_classify_a_trained_run_names_its_classes(convnet_run, mnist_data_dir,
+                                                  tmp_path):
+  """classify on a run of this repo: MNIST test digits, read back from the
+  prepared dataset as PNGs, get their own digit as the top class."""
+  import ml_collections
+  from research.data import tfds_source
+  test = tfds_source.load_splits(ml_collections.ConfigDict({
+      'name': 'mnist', 'data_dir': mnist_data_dir, 'manual_dir': None,
+      'restore_file_order': False}), {'test': 'test[:8]'})['test']
+  paths = []
+  for i, (image, label) in enumerate(zip(test['image'], test['label'])):
+    path = tmp_path / f'{i}_{label}.png'
+    Image.fromarray(image[..., 0]).save(path)
+    paths.append(path)
+  out = tmp_path / 'logits.npz'
+  proc = visualize('classify', f'--workdir={convnet_run}',
+                   f'--data_dir={mnist_data_dir}',
+                   f'--images={",".join(map(str, paths))}', f'--save={out}')
+  lines = [l for l in proc.stdout.splitlines() if l.startswith(str(tmp_path))]
+  assert len(lines) == 8
+  right = sum(l.split(': ', 1)[1].split(' ')[0] == l.split('_')[-1][0]
+              for l in lines)
+  assert right >= 6  # the test run is a short one
+  assert np.load(out)['logits'].shape == (8, 10)

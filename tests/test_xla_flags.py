@@ -18,6 +18,20 @@ def test_a_flag_the_user_set_is_kept():
   assert xla_flags.with_cpu_flags(flags) == flags  # applying twice adds nothing
 
 
-def test_importing_research_set_them_in_this_process():
+def test_the_commands_set_them_and_the_library_does_not():
+  """`import research...` leaves the environment alone; the entry points
+  (research.main, research.bench, research.visualize) set the flags."""
   import os
-  assert xla_flags.with_cpu_flags(os.environ['XLA_FLAGS']) == os.environ['XLA_FLAGS']
+  import subprocess
+  import sys
+  from tests.helpers import REPO
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  read = lambda module: subprocess.run(
+      [sys.executable, '-c', f'import {module}, os; '
+       'print(os.environ.get("XLA_FLAGS", ""))'],
+      cwd=REPO, env=env, capture_output=True, text=True,
+      check=True).stdout.strip()
+  assert read('research.train') == ''
+  for command in ('research.main', 'research.bench',
+                  'research.visualize.__main__'):
+    assert read(command) == xla_flags.with_cpu_flags(''), command

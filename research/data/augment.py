@@ -29,9 +29,8 @@ def decode(encoded: tf.Tensor) -> tf.Tensor:
   (imagenet_resized).
 
   Decoded whole, once per example: decoding only the central square
-  (tf.image.decode_and_crop_jpeg) measured no cheaper on 500x375 JPEGs (1.24
-  vs 1.20 CPU ms), since entropy decoding still reads every row
-  (benchmarks/input_pipeline.py compares them).
+  (tf.image.decode_and_crop_jpeg) is no cheaper, since entropy decoding
+  still reads every row (benchmarks/input_pipeline.py compares them).
   """
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
   image.set_shape((None, None, 3))

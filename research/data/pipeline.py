@@ -8,6 +8,8 @@ run sees exactly the batches an uninterrupted one would. Batches are gathered
 with numpy on the host (XLA's CPU gather is slower than the training step itself)
 and a chunk of K steps goes to the device as one (K, batch, ...) array.
 """
+import copy
+
 import numpy as np
 
 from research import configlib
@@ -18,32 +20,83 @@ IN_MEMORY = {'stoplight': stoplight.load}
 
 
 def create(data_config, batch_size: int, eval_batch_size: int, seed: int,
-           process_index: int = 0, process_count: int = 1):
-  """(training batches, {eval name: eval source}).
+           process_index: int = 0, process_count: int = 1,
+           train: bool = True):
+  """(training batches, {eval name: eval source}); without `train` (a run
+  that only evaluates) the training batches are None and the training split
+  is not read.
 
   Training batches have `steps_per_epoch`, `sample_images()` and
   `chunk(first_step, num_steps)` -> this host's rows of those steps' batches,
   (num_steps, batch_size // process_count, ...), a function of the step only.
-  An eval source iterates over chunks (N, eval_batch_size // process_count,
-  ...) with a 'mask' that is False on padding; a list when the whole split is
-  one in-memory chunk that may stay on the devices between evaluations.
+  An eval source (InMemoryEval or StreamedEval) gives `chunks(place)`:
+  chunks (N, eval_batch_size // process_count, ...) with a 'mask' that is
+  False on padding, each passed through `place` (host arrays -> device
+  arrays) before it is yielded.
   """
+  if data_config.prepared:
+    from research.data import prepared  # pylint: disable=g-import-not-at-top
+    batches = (prepared.PreparedTrainBatches(data_config, batch_size, seed,
+                                             process_index, process_count)
+               if train else None)
+    evals = {name: prepared.PreparedEval(data_config, spec, eval_batch_size,
+                                         process_index, process_count)
+             for name, spec in data_config.eval_splits.items()}
+    return batches, evals
   if data_config.streaming:
     from research.data import streaming  # pylint: disable=g-import-not-at-top
-    train = streaming.StreamedTrainBatches(data_config, batch_size, seed,
-                                           process_index, process_count)
-    evals = {name: _Stacked(streaming, data_config, spec, eval_batch_size,
-                            process_index, process_count)
+    batches = (streaming.StreamedTrainBatches(data_config, batch_size, seed,
+                                              process_index, process_count)
+               if train else None)
+    evals = {name: StreamedEval(streaming.eval_batches(
+        data_config, spec, eval_batch_size, process_index, process_count))
              for name, spec in data_config.eval_splits.items()}
-    return train, evals
-  splits = load(data_config, process_index, process_count)
-  crop = data_config.image_size if data_config.augment == 'random_crop' else 0
-  train = TrainBatches(splits.pop('train'), batch_size, seed, process_index,
-                       process_count, crop)
-  evals = {name: [eval_batches(center_crop(arrays, crop), eval_batch_size,
-                               process_index, process_count)]
+    return batches, evals
+  splits = load(data_config, process_index, process_count, train)
+  crop = ((data_config.crop_size or data_config.image_size)
+          if data_config.augment == 'random_crop' else 0)
+  batches = (TrainBatches(splits.pop('train'), batch_size, seed,
+                          process_index, process_count, crop)
+             if train else None)
+  evals = {name: InMemoryEval(eval_batches(center_crop(arrays, crop),
+                                            eval_batch_size, process_index,
+                                            process_count))
            for name, arrays in splits.items()}
-  return train, evals
+  return batches, evals
+
+
+class InMemoryEval:
+  """A small split as one chunk, placed on the devices once and kept there
+  between evaluations."""
+
+  def __init__(self, chunk: dict):
+    self.chunk, self._placed = chunk, None
+
+  def chunks(self, place=lambda x: x):
+    if self._placed is None:
+      self._placed = place(self.chunk)
+    yield self._placed
+
+  def first_image(self) -> np.ndarray:
+    return self.chunk['image'][0, :1]
+
+
+class StreamedEval:
+  """A streamed split (research/data/streaming.py), one batch a chunk, read
+  again at every evaluation."""
+
+  def __init__(self, batches):
+    self._batches = batches
+
+  def chunks(self, place=lambda x: x):
+    for batch in self._batches:
+      yield place({k: v[None] for k, v in batch.items()})
+
+  def first_image(self) -> np.ndarray:
+    """The first image; its first crop where images come as several
+    (AlexNet's 10-crop test)."""
+    image = next(iter(self._batches))['image'][0]
+    return (image[:1] if image.ndim == 4 else image[None])
 
 
 def _check_crop(images: np.ndarray, crop: int):
@@ -64,23 +117,14 @@ def center_crop(arrays: dict, crop: int) -> dict:
   return {**arrays, 'image': images[:, top:top + crop, left:left + crop]}
 
 
-class _Stacked:
-  """A streamed eval split as chunks of one batch each, re-iterable."""
-
-  def __init__(self, streaming, *args):
-    self._batches = streaming.eval_batches(*args)
-
-  def __iter__(self):
-    for batch in self._batches:
-      yield {k: v[None] for k, v in batch.items()}
-
-
-def load(data_config, process_index: int = 0, process_count: int = 1) -> dict:
+def load(data_config, process_index: int = 0, process_count: int = 1,
+         train: bool = True) -> dict:
   """{'train': arrays, <eval split key>: arrays, ...}, arrays = {'image','label'}.
 
   Whole splits on every process, each process reading only its shard of the
   files (research/data/tfds_source.py)."""
-  specs = {'train': data_config.train_split, **data_config.eval_splits}
+  specs = {**({'train': data_config.train_split} if train else {}),
+           **data_config.eval_splits}
   if data_config.name in IN_MEMORY:
     arrays = IN_MEMORY[data_config.name]()
     return {key: arrays for key in specs}
@@ -114,6 +158,12 @@ class TrainBatches:
     local = batch_size // process_count
     self.rows = slice(process_index * local, (process_index + 1) * local)
     self._perm = (None, None)
+
+  def with_seed(self, seed: int) -> 'TrainBatches':
+    """The same examples (not copied) in the order and crops of `seed`."""
+    other = copy.copy(self)
+    other.seed, other._perm = seed, (None, None)  # pylint: disable=protected-access
+    return other
 
   def permutation(self, epoch: int) -> np.ndarray:
     if self._perm[0] != epoch:

@@ -148,7 +148,10 @@ class StreamedTrainBatches(_HostShard):
     out = {'image': np.empty((num_steps, self.local_batch, s, s, 3), np.uint8),
            'label': np.empty((num_steps, self.local_batch), np.int32)}
     for i in range(num_steps):
-      batch = next(self._iterator)
+      try:
+        batch = next(self._iterator)
+      except tf.errors.DataLossError as e:
+        raise tfds_source.corrupt(self._builder, self._split, e) from e
       for k in out:
         out[k][i] = batch[k]
     self._next_step = first_step + num_steps
@@ -199,7 +202,10 @@ class EvalBatches(_HostShard):
     return ds.prefetch(_AUTOTUNE).with_options(_options())
 
   def __iter__(self):
-    return self.dataset().as_numpy_iterator()
+    try:
+      yield from self.dataset().as_numpy_iterator()
+    except tf.errors.DataLossError as e:
+      raise tfds_source.corrupt(self._builder, self._split, e) from e
 
 
 def eval_batches(data_config, split: str, batch_size: int,

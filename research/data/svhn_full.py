@@ -42,6 +42,8 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from research.data import reachability
+
 URL = 'http://ufldl.stanford.edu/housenumbers/'
 SPLITS = ('train', 'test', 'extra')
 IMAGE_SIZE = 64
@@ -184,8 +186,7 @@ def _manual_archives(dl_manager):
 
 def _check_reachable(url: str):
   """Fails at once when offline, instead of after minutes of TFDS retries."""
-  from research.data import tfds_source  # pylint: disable=g-import-not-at-top
-  if not tfds_source.host_reachable(url, timeout_s=5.0):
+  if not reachability.host_reachable(url, timeout_s=5.0):
     raise ConnectionError(
         f'svhn_full: cannot reach {urllib.parse.urlparse(url).hostname}. '
         f'Download {", ".join(SvhnFull.MANUAL_FILES)} from {URL} and pass '

@@ -6,28 +6,18 @@ sizes and sha256). Without it TFDS downloads, and offline its HTTP retries take
 minutes to fail; so the download host is probed first and an unreachable one
 stops the run at once with the flag to set.
 """
+import difflib
 import os
-import socket
-import urllib.parse
+import re
 
 from absl import logging
 import numpy as np
 
+from research.data import reachability
+
 
 class DataError(RuntimeError):
   """The dataset cannot be loaded; the message says what to change."""
-
-
-def host_reachable(url: str, timeout_s: float = 3.0) -> bool:
-  """Whether `url`'s host accepts a connection on its port (SVHN's is plain
-  http, on 80)."""
-  parsed = urllib.parse.urlparse(url)
-  port = parsed.port or (80 if parsed.scheme == 'http' else 443)
-  try:
-    socket.create_connection((parsed.hostname, port), timeout=timeout_s).close()
-    return True
-  except OSError:
-    return False
 
 
 def _expected_files(builder) -> list:
@@ -80,7 +70,7 @@ def _prepare(builder, manual_dir):
                                           try_download_gcs=False)
   else:
     urls = own_urls or list(builder.url_infos or ())
-    if not urls or not host_reachable(urls[0]):
+    if not urls or not reachability.host_reachable(urls[0]):
       files = f' ({", ".join(expected)})' if expected else ''
       raise DataError(
           f'{name} is not prepared in {builder.data_dir_root!r} and cannot be '
@@ -113,13 +103,22 @@ def _file_order(split: str, n: int) -> np.ndarray:
 def prepared_builder(data_config):
   """The TFDS builder of config.data.name, prepared offline if need be."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  # Importing registers this repo's builders with TFDS.
-  from research.data import multidigit  # noqa: F401  pylint: disable=g-import-not-at-top
-  from research.data import svhn_full  # noqa: F401  pylint: disable=g-import-not-at-top
+  from research.data import builders  # noqa: F401  pylint: disable=g-import-not-at-top
+  known = tfds.list_builders()
+  base = data_config.name.split('/')[0].split(':')[0]
+  if base not in known:  # before tfds.builder, which would look on GCS too
+    close = difflib.get_close_matches(base, known, n=5, cutoff=0.6)
+    hint = f' Did you mean: {", ".join(close)}?' if close else ''
+    raise DataError(f'Unknown dataset {data_config.name!r}.{hint} Fix '
+                    '--config.data.name (a TFDS name, '
+                    'tfds.list_builders(), or this repo\'s mnist_multidigit '
+                    'or svhn_full).')
   try:
     builder = tfds.builder(data_config.name, data_dir=data_config.data_dir)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise DataError(f'Unknown dataset {data_config.name!r}: {e}. Fix '
+  except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
+    # e.g. an unknown config after the '/': TFDS lists the close ones.
+    raise DataError(f'Cannot use dataset {data_config.name!r}: '
+                    f'{" ".join(str(e).split())[:600]} Fix '
                     '--config.data.name.') from e
   if not builder.is_prepared():
     try:
@@ -143,15 +142,34 @@ def labels(data: dict) -> np.ndarray:
   return np.concatenate([length[:, None], data['digits']], 1).astype(np.int32)
 
 
+def corrupt(builder, split: str, error: Exception) -> DataError:
+  """The error for a prepared file that no longer reads (TensorFlow's
+  DataLossError: a damaged or truncated TFRecord)."""
+  names = [n for n in builder.info.splits if re.search(rf'\b{n}\b', str(split))]
+  files = ', '.join(f for n in names for f in builder.info.splits[n].filenames)
+  message = str(getattr(error, 'message', error))
+  message = re.sub(r'\{\{.*?\}\}|\[Op:.*', '', message)  # TF's op names
+  message = ' '.join(message.split())[:200]
+  return DataError(
+      f'The prepared {builder.info.full_name} in {builder.data_dir} is '
+      f'damaged ({files or split}: {message}). Delete that folder (rm -r '
+      f'{builder.data_dir}) and rerun: the dataset is prepared again from '
+      'its original files.')
+
+
 def read_shard(builder, split: str, process_index: int = 0,
                process_count: int = 1) -> dict:
   """This process's even share of a stored split (`tfds.split_for_jax_process`);
   the whole split for one process."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   shard = tfds.split_for_jax_process(split, process_index=process_index,
                                      process_count=process_count)
-  data = tfds.as_numpy(builder.as_dataset(split=shard, batch_size=-1,
-                                          shuffle_files=False))
+  try:
+    data = tfds.as_numpy(builder.as_dataset(split=shard, batch_size=-1,
+                                            shuffle_files=False))
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    raise corrupt(builder, split, e) from e
   return {'image': data['image'], 'label': labels(data)}
 
 

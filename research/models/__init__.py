@@ -19,13 +19,14 @@ REGISTRY = {'alexnet': AlexNet, 'convnet': ConvNet, 'googlenet': GoogLeNet,
             'mlp': MLP, 'neuron': Neuron, 'street_numbers': StreetNumbers}
 
 
-def build(model_config: ml_collections.ConfigDict):
+def build(model_config: ml_collections.ConfigDict | dict):
   """Instantiates the registered module with the config's fields."""
-  configlib.choose('model', model_config.name, REGISTRY)
-  cls = REGISTRY[model_config.name]
+  name = model_config['name']
+  configlib.choose('model', name, REGISTRY)
+  cls = REGISTRY[name]
   kwargs = {k: v for k, v in model_config.items() if k != 'name'}
   fields = {f.name for f in dataclasses.fields(cls)} - {'parent', 'name'}
   for key in kwargs:
     if key not in fields:
-      configlib.choose(f'field of model {model_config.name!r}', key, fields)
+      configlib.choose(f'field of model {name!r}', key, fields)
   return cls(**kwargs)

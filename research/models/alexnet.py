@@ -52,6 +52,9 @@ class AlexNet(nn.Module):
   dropout: float = 0.5
   dtype: layers.Dtype = 'float32'
   weight_init: str = 'paper'  # a key of INITS
+  # 'paper' (section 3.3: k = 2, alpha 1e-4) or 'caffe' (k = 1, alpha / 5),
+  # what BVLC's bvlc_alexnet weights were trained with.
+  lrn: str = 'paper'
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
@@ -59,11 +62,13 @@ class AlexNet(nn.Module):
     configlib.choose('AlexNet weight_init', self.weight_init, INITS)
     weights, hidden_bias = INITS[self.weight_init]
     conv = functools.partial(layers.ConvReLU, kernel_init=weights, dtype=dtype)
+    configlib.choose('AlexNet lrn', self.lrn, lrn.KINDS)
+    norm = lambda x: lrn.local_response_norm(x, **lrn.KINDS[self.lrn])
     x = conv(96, 11, stride=4, padding=0, name='conv1')(x)
-    x = _pool(lrn.local_response_norm(x))
+    x = _pool(norm(x))
     x = conv(256, 5, padding=2, towers=self.towers, bias_init=hidden_bias,
              name='conv2')(x)
-    x = _pool(lrn.local_response_norm(x))
+    x = _pool(norm(x))
     x = conv(384, 3, padding=1, name='conv3')(x)
     x = conv(384, 3, padding=1, towers=self.towers, bias_init=hidden_bias,
              name='conv4')(x)

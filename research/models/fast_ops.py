@@ -6,28 +6,25 @@ rewrite only on the CPU backend (`jax.default_backend() == 'cpu'`, read when the
 function is traced); elsewhere it is the plain lax op, so GPU/TPU programs are
 unchanged.
 
-Why (2-core AMD EPYC, XLA CPU, jax 0.10, with research/xla_flags.py's
-settings; research.bench, batch 32, full training step):
+Why: on XLA's CPU backend these ops ran on one core, or far from its
+speed (the measurements are in results/README.md, 2026-11-23 and 2026-11-30):
 
-- 1x1 stride-1 convolutions (most of GoogLeNet) are a matmul: GoogLeNet
-  7.3 images/s with the matmul against 6.3 with XLA's convolution.
-- Max pooling. XLA CPU's select_and_scatter (the backward) took 0.2-0.3 s
-  for AlexNet's pool1 against 0.013 s forward; AlexNet 19.7 images/s with
-  the rewrite below against 14.7 without. The backward here routes each
-  output gradient to the first maximum of its window in row-major order
-  (what select_and_scatter with `ge` does, so ties break identically) with
-  shifted slices that XLA fuses into elementwise loops. The forward is the
-  maximum of the window's shifted slices, one elementwise loop over both
-  cores where reduce_window ran on one (AlexNet 18-20 -> 21.7 images/s).
+- 1x1 stride-1 convolutions (most of GoogLeNet) are a matmul.
+- Max pooling: XLA CPU's select_and_scatter (the backward) was an order of
+  magnitude slower than the forward. The backward here routes each output
+  gradient to the first maximum of its window in row-major order (what
+  select_and_scatter with `ge` does, so ties break identically) with shifted
+  slices that XLA fuses into elementwise loops. The forward is the maximum
+  of the window's shifted slices, one elementwise loop over both cores where
+  reduce_window ran on one.
 - Average pooling (GoogLeNet's auxiliary heads): two small matmuls with
   0/1 pooling matrices; reduce_window's backward ran on one core.
 - Dense products (layers.Linear): the weight gradient as a product XLA CPU
   gives to YNNPACK rather than its own.
 
-Other convolutions are XLA's own, forward and backward. (Before xla_flags
-moved them off YNNPACK, their weight gradients were rewritten here as one
-matmul per kernel offset; with XLA's Eigen convolutions that rewrite made
-AlexNet slower, 16.3 against 19.7 images/s.)
+Other convolutions are XLA's own, forward and backward: with
+research/xla_flags.py's Eigen convolutions, rewriting their weight gradients
+as one matmul per kernel offset made AlexNet slower.
 """
 import functools
 
@@ -76,9 +73,9 @@ _linear_cpu.defvjp(_linear_cpu_fwd, _linear_cpu_bwd)
 
 def linear(x, kernel):
   """x W^T for a kernel stored (n_out, n_in), as layers.Linear keeps it. On
-  CPU the weight gradient runs as YNNPACK's product: an epoch of Nielsen's
-  784-30-10 net at mini-batch 10 took 0.102 s against 0.114 s with XLA's own
-  (benchmarks/mnist_epoch.py, same session). Elsewhere plain autodiff."""
+  CPU the weight gradient runs as YNNPACK's product, faster than XLA's own
+  for Nielsen's small mini-batches (results/README.md, 2026-11-30).
+  Elsewhere plain autodiff."""
   return _linear_cpu(x, kernel) if _on_cpu() else _linear(x, kernel)
 
 
@@ -182,7 +179,7 @@ def _max_pool_bwd(window, strides, pads, res, g):
   # hint to materialise it). A first version carried a running 'taken' mask
   # through the nine terms; XLA fused that chain into the scatter and the
   # ReLU/LRN backward and recomputed it per term: AlexNet's whole step got
-  # slower (x0.84) although the isolated pool backward was 3.5x faster.
+  # slower although the isolated pool backward got faster.
   first = jnp.full(y.shape, len(offsets), jnp.int32)
   for k in reversed(range(len(offsets))):
     start, limit = offsets[k]
@@ -192,7 +189,7 @@ def _max_pool_bwd(window, strides, pads, res, g):
   # (interior padding) with window - 1 zeros before, so that the input at
   # padded position p reads the window that starts at p - offset at index
   # p - offset + window - 1. (Scattering each offset's share with its own
-  # pad wrote nine input-sized arrays: 1.3-2.8x slower.)
+  # pad wrote nine input-sized arrays, and was slower.)
   lo = [w - 1 for w in window]
   hi = [n - s * (m - 1) - 1 for n, s, m in zip(xp.shape, strides, y.shape)]
   spread = [(l, h, s - 1) for l, h, s in zip(lo, hi, strides)]
@@ -240,7 +237,7 @@ def avg_pool(x, window: int, stride: int):
   """VALID 2-D average pool of NHWC input, square window. On CPU two small
   matmuls with 0/1 pooling matrices, one per spatial axis: XLA CPU's
   reduce_window gradient ran on one core (GoogLeNet's auxiliary 5x5/3
-  pools: 78 and 66 ms of backward per step). Elsewhere reduce_window."""
+  pools). Elsewhere reduce_window."""
   if not _on_cpu() or x.ndim != 4:
     return lax.reduce_window(x, 0.0, lax.add, (1, window, window, 1),
                              (1, stride, stride, 1), 'VALID') / window**2

@@ -46,8 +46,8 @@ INITS = {'lecun': nn.initializers.lecun_normal(),
 
 
 def _norm(x):
-  # Caffe's bvlc_googlenet LRN: size 5, alpha 1e-4 (divided by size), beta 0.75.
-  return lrn.local_response_norm(x, k=1.0, n=5, alpha=1e-4 / 5, beta=0.75)
+  # bvlc_googlenet's: Caffe's LRN, size 5, alpha 1e-4 (divided by size), beta 0.75.
+  return lrn.local_response_norm(x, **lrn.CAFFE)
 
 
 def _max_pool(x, stride=2):
@@ -110,7 +110,9 @@ class GoogLeNet(nn.Module):
     configlib.choose('GoogLeNet weight_init', self.weight_init, INITS)
     init = INITS[self.weight_init]
     conv = functools.partial(layers.ConvReLU, dtype=dtype, kernel_init=init)
-    x = _max_pool(conv(64, 7, stride=2, name='conv1')(x))
+    # Pad 3 on every side, as bvlc_googlenet: 'SAME' would pad 2 before and
+    # 3 after, shifting every window by a pixel (same output size).
+    x = _max_pool(conv(64, 7, stride=2, padding=3, name='conv1')(x))
     x = _norm(x)
     x = conv(192, 3, name='conv2')(conv(64, 1, name='conv2_reduce')(x))
     x = _max_pool(_norm(x))

@@ -4,6 +4,7 @@ Every layer takes `dtype`, the dtype its arithmetic runs in (bfloat16 on
 accelerators); params stay float32 (flax's param_dtype), so updates are not
 rounded to 8 bits of mantissa.
 """
+import math
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -42,9 +43,9 @@ class Linear(nn.Module):
 
   The layout is also a speed choice: on CPU, with Nielsen's mini-batch of 10,
   both the forward product and the weight gradient dC/dW = delta^T x then read
-  and write rows of length n_in, and the SGD update vectorises along them. It
-  ran an MNIST epoch 1.5x faster here than flax's (in, out) nn.Dense; with
-  jax 0.10's YNNPACK dots, 1.1-1.4x (27 against 30-38 microseconds a step).
+  and write rows of length n_in, and the SGD update vectorises along them,
+  which ran an MNIST epoch faster than flax's (in, out) nn.Dense
+  (results/README.md, 2026-11-23 and 2026-11-30).
   """
   features: int
   kernel_init: Initializer = lecun_normal
@@ -56,6 +57,39 @@ class Linear(nn.Module):
                         jnp.float32)
     bias = self.param('bias', self.bias_init, (self.features,), jnp.float32)
     return fast_ops.linear(x, kernel) + bias
+
+
+NORMS = ('none', 'batch', 'layer', 'group')
+
+
+class Norm(nn.Module):
+  """A normalisation of a layer's pre-activations, or none.
+
+  'batch': BatchNorm (Ioffe and Szegedy 2015) over the batch and spatial
+  axes, its running averages in the 'batch_stats' collection (under jit on a
+  mesh the batch statistics are those of the global batch); 'layer':
+  LayerNorm over each example's features; 'group': GroupNorm, up to
+  GROUPS channel groups. Each learns a scale and a shift, so the layer
+  before it needs no bias.
+  """
+  kind: str = 'none'
+  dtype: Dtype = jnp.float32
+  GROUPS = 8
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    configlib.choose('normalisation (config.model.norm)', self.kind, NORMS)
+    if self.kind == 'none':
+      return x
+    if self.kind == 'batch':
+      # 0.9: the running averages follow a short CPU run's fast-changing
+      # weights (flax's 0.99 lags about 100 steps).
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                          dtype=self.dtype, name='batch')(x)
+    if self.kind == 'layer':
+      return nn.LayerNorm(dtype=self.dtype, name='layer')(x)
+    return nn.GroupNorm(num_groups=math.gcd(x.shape[-1], self.GROUPS),
+                        dtype=self.dtype, name='group')(x)
 
 
 def relu(module: nn.Module, x):
@@ -98,14 +132,17 @@ class ConvReLU(nn.Module):
 
 
 class DenseReLU(nn.Module):
-  """ReLU(fully connected)."""
+  """ReLU(fully connected), optionally normalised before the ReLU (`norm`,
+  see `Norm`)."""
   features: int
   dtype: Dtype = jnp.float32
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros
+  norm: str = 'none'
 
   @nn.compact
-  def __call__(self, x):
-    return relu(self, nn.Dense(self.features, dtype=self.dtype,
-                               kernel_init=self.kernel_init,
-                               bias_init=self.bias_init, name='dense')(x))
+  def __call__(self, x, *, train: bool = False):
+    x = nn.Dense(self.features, dtype=self.dtype, use_bias=self.norm == 'none',
+                 kernel_init=self.kernel_init, bias_init=self.bias_init,
+                 name='dense')(x)
+    return relu(self, Norm(self.norm, self.dtype, name='norm')(x, train=train))

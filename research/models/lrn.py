@@ -11,6 +11,13 @@ the result has x's dtype.
 import jax
 import jax.numpy as jnp
 
+# The two parametrisations in use: the paper's (section 3.3), and Caffe's
+# LRN layer with its defaults, x / (1 + alpha / n * sum x^2)^beta, which
+# BVLC's bvlc_alexnet and bvlc_googlenet were trained with.
+PAPER = {'k': 2.0, 'n': 5, 'alpha': 1e-4, 'beta': 0.75}
+CAFFE = {'k': 1.0, 'n': 5, 'alpha': 1e-4 / 5, 'beta': 0.75}
+KINDS = {'paper': PAPER, 'caffe': CAFFE}
+
 
 def local_response_norm(x, k: float = 2.0, n: int = 5, alpha: float = 1e-4,
                         beta: float = 0.75):
@@ -22,7 +29,7 @@ def local_response_norm(x, k: float = 2.0, n: int = 5, alpha: float = 1e-4,
   sums = jax.lax.reduce_window(a * a, 0.0, jax.lax.add, window,
                                (1,) * x.ndim, pad)
   d = k + alpha * sums
-  if beta == 0.75:  # d^-3/4 = rsqrt(d) sqrt(rsqrt(d)): no log/exp, LRN ~1.6x faster on CPU
+  if beta == 0.75:  # d^-3/4 = rsqrt(d) sqrt(rsqrt(d)): no log and exp on CPU
     r = jax.lax.rsqrt(d)
     return (a * r * jnp.sqrt(r)).astype(x.dtype)
   return (a / jnp.power(d, beta)).astype(x.dtype)

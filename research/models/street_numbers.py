@@ -11,11 +11,18 @@ the others, a 2x2 max pool after every convolution with strides alternating 2
 and 1, dropout on every hidden layer, and two fully connected layers of 3,072.
 
 `hidden_layers` is the depth of Fig. 5: the top `dense_layers` hidden layers
-are fully connected, the rest convolutional. Where the paper's 11-layer net
-has a locally connected layer (its 9th, on the 4x4 maps the eight pooled
+are fully connected, the rest convolutional. By default (`dense_layers=None`)
+they are laid out as Fig. 5's legend says: nets of 3 to 7 hidden layers have
+one fully connected layer, those of 8 or more two; so the 3-layer net is two
+convolutions and one dense layer. Where the paper's 11-layer net has a
+locally connected layer (its 9th, on the 4x4 maps the eight pooled
 convolutions leave), this one has a ninth 192-unit convolution, unpooled like
 that layer; the subtractive normalisation is left out. `width` scales every
 layer's units, so a CPU can run the same architecture smaller.
+
+`norm` is not the paper's: 'none' (the paper) or a normalisation before every
+maxout and ReLU, convolutional and dense ('batch', 'layer', 'group'; see
+`layers.Norm`), which lets a short CPU budget train the deep nets.
 
 Returns {'length': (B, 7), 'digits': (B, max_digits, 10)} logits, or with
 `per_digit` (the svhn_cropped baseline) a single (B, 10) softmax's logits.
@@ -33,25 +40,36 @@ from research.models import layers
 CONV_UNITS = (48, 64, 128, 160, 192)  # then 192 for the rest (section 5.1)
 PAPER_CONVS = 8  # convolutions with pooling in the 11-layer net
 LENGTH_CLASSES = 7                     # 0..5 digits and "more than 5"
+# Fig. 5's legend: from this many hidden layers on, two fully connected
+# layers; below it, one.
+TWO_DENSE_FROM = 8
+
+
+def fig5_dense_layers(hidden_layers: int) -> int:
+  """Fully connected hidden layers of the Fig. 5 net of this depth."""
+  return 2 if hidden_layers >= TWO_DENSE_FROM else 1
 
 
 class ConvLayer(nn.Module):
-  """A 5x5 convolution, then maxout over
+  """A 5x5 convolution, optionally normalised (`norm`), then maxout over
   `pieces` filters per unit (pieces > 1) or ReLU; activations sown as
   'maxout' or 'pre_relu' and 'relu'."""
   units: int
   kernel: int = 5
   pieces: int = 1
+  norm: str = 'none'
   dtype: layers.Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, *, train: bool = False):
     x = nn.Conv(self.units * self.pieces, (self.kernel, self.kernel),
                 padding='SAME', dtype=self.dtype,
+                use_bias=self.norm == 'none',  # a norm's shift replaces it
                 kernel_init=nn.initializers.variance_scaling(
                     2.0, 'fan_in', 'normal'),
                 conv_general_dilated=fast_ops.conv_general_dilated,
                 name='conv')(x)
+    x = layers.Norm(self.norm, dtype=self.dtype, name='norm')(x, train=train)
     if self.pieces == 1:
       return layers.relu(self, x)
     x = x.reshape(x.shape[:-1] + (self.units, self.pieces)).max(-1)
@@ -62,7 +80,7 @@ class ConvLayer(nn.Module):
 class StreetNumbers(nn.Module):
   input_size: ClassVar[int] = 54  # random 54x54 crops of 64x64 (section 5.1)
   hidden_layers: int = 11
-  dense_layers: int = 2
+  dense_layers: int | None = None  # None: Fig. 5's layout (fig5_dense_layers)
   dense_units: int = 3072
   width: float = 1.0        # multiplies every layer's units
   maxout_pieces: int = 3
@@ -71,13 +89,19 @@ class StreetNumbers(nn.Module):
   max_digits: int = 5
   per_digit: bool = False   # one 10-way head: the per-digit (cropped) baseline
   num_classes: int = 10
+  norm: str = 'none'        # none (the paper) | batch | layer | group
   dtype: layers.Dtype = 'float32'
 
+  def num_dense(self) -> int:
+    if self.dense_layers is None:
+      return fig5_dense_layers(self.hidden_layers)
+    return self.dense_layers
+
   def conv_units(self) -> list[int]:
-    convs = self.hidden_layers - self.dense_layers
+    convs = self.hidden_layers - self.num_dense()
     if convs < 1:
       raise ValueError(f'hidden_layers={self.hidden_layers} leaves no '
-                       f'convolution under dense_layers={self.dense_layers}.')
+                       f'convolution under dense_layers={self.num_dense()}.')
     return [max(1, round(CONV_UNITS[min(i, len(CONV_UNITS) - 1)] * self.width))
             for i in range(convs)]
 
@@ -90,7 +114,7 @@ class StreetNumbers(nn.Module):
     for i, units in enumerate(self.conv_units()):
       # Maxout in the first layer only (section 5.1).
       x = ConvLayer(units, self.kernel, self.maxout_pieces if i == 0 else 1,
-                    dtype, name=f'conv{i + 1}')(x)
+                    self.norm, dtype, name=f'conv{i + 1}')(x, train=train)
       if i < PAPER_CONVS:  # the locally connected layer it stands for: no pool
         stride = 2 if i % 2 == 0 else 1
         x = fast_ops.max_pool(x, (2, 2), strides=(stride, stride),
@@ -98,9 +122,10 @@ class StreetNumbers(nn.Module):
       x = drop(x)
     x = x.reshape((x.shape[0], -1))
     units = max(1, round(self.dense_units * self.width))
-    for i in range(self.dense_layers):
+    for i in range(self.num_dense()):
       x = drop(layers.DenseReLU(units, dtype=dtype, kernel_init=he,
-                                name=f'dense{i + 1}')(x))
+                                norm=self.norm, name=f'dense{i + 1}')(
+                                    x, train=train))
     head = lambda n, name: nn.Dense(n, dtype=dtype, name=name)(x).astype(
         jnp.float32)
     if self.per_digit:

@@ -73,7 +73,7 @@ def saliency(net, images, classes, batch_size: int = 256) -> np.ndarray:
   size = min(batch_size, len(images))
   out = []
   for start, rows, padding in _chunks(len(images), size):
-    maps = _saliency(net.model, net.prepare, net.params,
+    maps = _saliency(net.model, net.prepare, net.variables,
                      _pad(images[start:start + rows], padding),
                      _pad(classes[start:start + rows], padding))
     out.append(np.asarray(maps)[:rows])
@@ -96,42 +96,55 @@ def _trapezoid(steps: int):
   return alphas, weights
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _integrated(model, prepare, steps, params, images, baselines, classes):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _integrated(model, prepare, steps, points, params, images, baselines,
+                classes):
   net = network_lib.bind(model, prepare, params)
   alphas, weights = _trapezoid(steps)
-  shape = (-1,) + images.shape[1:]
-  # All steps of all images in one batch: one forward and backward pass.
-  path = baselines + alphas[:, None, None, None, None] * (images - baselines)
-  tiled = jnp.tile(classes, steps + 1)
-  grads = jax.grad(lambda x: jnp.sum(_class_logits(net, x, tiled)))(
-      path.reshape(shape)).reshape(path.shape)
-  mean_grad = jnp.tensordot(weights, grads, axes=1)
+  # `points` path points per backward pass (padded with zero weights), so
+  # memory stays bounded whatever the image size and step count.
+  pad = -len(alphas) % points
+  alphas = jnp.pad(alphas, (0, pad)).reshape(-1, points)
+  weights = jnp.pad(weights, (0, pad)).reshape(-1, points)
+  tiled = jnp.tile(classes, points)
+  logit_sum = lambda x: jnp.sum(_class_logits(net, x, tiled))
+
+  def add(total, chunk):
+    a, w = chunk
+    path = baselines + a[:, None, None, None, None] * (images - baselines)
+    grads = jax.grad(logit_sum)(path.reshape((-1,) + images.shape[1:]))
+    return total + jnp.tensordot(w, grads.reshape(path.shape), axes=1), None
+
+  mean_grad, _ = jax.lax.scan(add, jnp.zeros_like(images), (alphas, weights))
   return (images - baselines) * mean_grad
 
 
 def integrated_gradients(net, images, classes, baseline=None, steps: int = 128,
-                         batch_size: int = 1024) -> np.ndarray:
+                         max_pixels: int = 2**20) -> np.ndarray:
   """Sundararajan et al.'s integrated gradients, (B, H, W, C) attributions
   whose sum is logit_c(x) - logit_c(baseline) up to the quadrature error.
 
   `baseline`: None for black (their choice for images), else an image or a
   batch like `images`. The path integral is the trapezoid rule over `steps`
-  intervals, finer near the baseline (`_trapezoid`); `batch_size` bounds
-  images x (steps + 1) per backward pass.
+  intervals, finer near the baseline (`_trapezoid`); `max_pixels` bounds the
+  pixels of one backward pass (about 1,000 MNIST digits, 20 ImageNet
+  crops), which walks the path in several passes where need be.
   """
   images = np.asarray(images, np.float32)
   baselines = np.broadcast_to(
       np.zeros((), np.float32) if baseline is None
       else np.asarray(baseline, np.float32), images.shape)
   classes = _classes(classes, len(images))
-  size = max(1, min(len(images), batch_size // (steps + 1)))
+  per_image = max(1, max_pixels // int(np.prod(images.shape[1:3])))
+  size = max(1, min(len(images), per_image // (steps + 1)))
+  points = max(1, min(steps + 1, per_image // size))
   out = []
   for start, rows, padding in _chunks(len(images), size):
     part = slice(start, start + rows)
     out.append(np.asarray(_integrated(
-        net.model, net.prepare, steps, net.params, _pad(images[part], padding),
-        _pad(baselines[part], padding), _pad(classes[part], padding)))[:rows])
+        net.model, net.prepare, steps, points, net.variables,
+        _pad(images[part], padding), _pad(baselines[part], padding),
+        _pad(classes[part], padding)))[:rows])
   return np.concatenate(out)
 
 
@@ -198,7 +211,7 @@ def occlusion(net, images, classes, size: int = 8, stride: int = 2,
   for start, rows, padding in _chunks(len(image_of), batch_size):
     part = slice(start, start + rows)
     scores[part] = np.asarray(_occluded_scores(
-        net.model, net.prepare, size, score, net.params,
+        net.model, net.prepare, size, score, net.variables,
         _pad(images[image_of[part]], padding), _pad(corner_of[part], padding),
         fill, _pad(classes[image_of[part]], padding)))[:rows]
   scores = scores.reshape(len(images), len(corners))
@@ -270,7 +283,7 @@ def top5_panel(net, images, class_names, k: int = 5, path=None,
   """AlexNet's Fig. 4 (left): each image's k most probable classes. With
   `path`, also draws the figure there (image left, probability bars right,
   the true class, from `labels`, in red)."""
-  classes, probs = _top_k(net.model, net.prepare, k, net.params,
+  classes, probs = _top_k(net.model, net.prepare, k, net.variables,
                           np.asarray(images, np.float32))
   classes, probs = np.asarray(classes), np.asarray(probs)
   names = [[str(class_names[c]) for c in row] for row in classes]

@@ -5,7 +5,12 @@ first when `demo` finds no checkpoint), calls the command (all of them for
 `demo`) and writes DIR/index.html. Every picture is logged as it is written,
 so a long command shows its progress.
 """
+import contextlib
 import dataclasses
+import functools
+import pathlib
+import subprocess
+import sys
 import time
 
 import jax
@@ -16,6 +21,9 @@ from absl import logging
 
 from research import checkpoints
 from research import configlib
+from research import workdir as workdir_lib
+from research.caffe import caffemodel
+from research.data import imagenet_classes
 from research.data import tfds_source
 from research.visualize import attribution
 from research.visualize import dream
@@ -27,24 +35,37 @@ from research.visualize import render
 from research.visualize import top_patches
 
 DEMO_CONFIG = 'configs/mnist_convnet.py:quick'
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 class LayerError(ValueError):
   """A layer flag names no activation of the network."""
 
 
+class OptionsError(ValueError):
+  """Flags that do not fit together; the message says what to pass."""
+
+
 # Errors that mean "change your command", shown as one line, not a trace.
-USER_ERRORS = (FileNotFoundError, LayerError, configlib.ConfigError,
-               tfds_source.DataError, checkpoints.CheckpointError)
-PANEL_IMAGES = 8  # images in the occlusion, attribution and top-5 panels
+USER_ERRORS = (FileNotFoundError, LayerError, OptionsError,
+               configlib.ConfigError, tfds_source.DataError,
+               checkpoints.CheckpointError, caffemodel.CaffeError,
+               imagenet_classes.ClassNameError, workdir_lib.WorkdirError)
+DREAM_LAYER = 'inception_4c/output'  # google/deepdream's, where a net has it
+# The classes command's default for ImageNet nets (1000 classes would take
+# hours on a CPU): the articles' dumbbells, and a few more.
+IMAGENET_CLASSES = ('dumbbell', 'banana', 'goldfish', 'flamingo', 'pug',
+                    'tarantula', 'pizza', 'volcano')
 
 
 @dataclasses.dataclass
 class Context:
   options: object                 # the parsed flags
   net: network_lib.Network
-  data: ml_collections.ConfigDict  # the run's config.data, with overrides
-  config: ml_collections.ConfigDict
+  # The run's config.data (with the flags' overrides) and config; None for
+  # imported weights.
+  data: ml_collections.ConfigDict | None
+  config: ml_collections.ConfigDict | None
   gallery: gallery_lib.Gallery
   key: jax.Array
 
@@ -55,39 +76,111 @@ class Context:
     return path
 
 
-def run(command: str, options) -> str:
+def load(options):
+  """(network, its run's config or None, config.data or None) from
+  --weights (a caffemodel) or --workdir (a run of research.main)."""
+  if options.weights and options.workdir:
+    raise OptionsError('Pass --weights=FILE.caffemodel or --workdir=RUN, not '
+                       'both.')
+  if options.weights:
+    return network_lib.from_caffemodel(options.weights), None, None
+  if not options.workdir:
+    raise OptionsError('Pass --workdir=RUN (a run of python -m research.main) '
+                       'or --weights=FILE.caffemodel (BVLC AlexNet or '
+                       'GoogLeNet).')
   if checkpoints.latest_step(options.workdir) is None:
-    if command != 'demo':
-      raise FileNotFoundError(
-          f'No checkpoint in {options.workdir}: train a run with '
-          f'--workdir={options.workdir} first (python -m research.main), or '
-          'use the demo command, which trains one.')
-    train_demo_model(options)
+    raise FileNotFoundError(
+        f'No checkpoint in {options.workdir}: train a run with '
+        f'--workdir={options.workdir} first (python -m research.main), or '
+        'use the demo command, which trains one.')
   config = network_lib.config_of(options.workdir)
   data = _data_config(config, options)
   net = network_lib.from_workdir(options.workdir, data)
-  gallery = gallery_lib.Gallery(
-      options.out, f'{config.model.name} ({options.workdir})')
-  ctx = Context(options, net, data, config, gallery,
-                jax.random.key(options.seed))
-  for name in (COMMANDS if command == 'demo' else [command]):
-    start = time.time()
-    logging.info('%s ...', name)
-    COMMANDS[name](ctx)
-    logging.info('%s done in %.0f s', name, time.time() - start)
-  return str(gallery.write())
+  names = examples.class_names(data)
+  if names:
+    net = dataclasses.replace(
+        net, class_names=tuple(imagenet_classes.display_names(names)))
+  return net, config, data
+
+
+def reading(options):
+  """The visualize commands read a run: they share its workdir's lock with
+  each other, never with a run training there (research/workdir.py)."""
+  if not options.workdir:
+    return contextlib.nullcontext()
+  return workdir_lib.lock(checkpoints.absolute(options.workdir),
+                          'research.visualize', shared=True)
+
+
+def run(command: str, options) -> str:
+  if (command == 'demo' and options.workdir
+      and checkpoints.latest_step(options.workdir) is None):
+    train_demo_model(options)  # holds the workdir's lock while it trains
+  with reading(options):
+    net, config, data = load(options)
+    source = options.weights or options.workdir
+    gallery = gallery_lib.Gallery(options.out, f'{net.model.name} ({source})')
+    ctx = Context(options, net, data, config, gallery,
+                  jax.random.key(options.seed))
+    for name in (COMMANDS if command == 'demo' else [command]):
+      start = time.time()
+      logging.info('%s ...', name)
+      COMMANDS[name](ctx)
+      logging.info('%s done in %.0f s', name, time.time() - start)
+    return str(gallery.write())
+
+
+def classify(options) -> str:
+  """Each image's top-5 classes, one line each; with --save, every image's
+  logits in an .npz as `logits` (N, classes)."""
+  if not options.images:
+    raise OptionsError('classify needs --images=A.jpg,B.png (or a folder).')
+  with reading(options):
+    net, _, _ = load(options)
+  if net.layer_shapes.get('logits') is None:
+    raise OptionsError(f'{net.model.name} has no single classifier (its '
+                       'logits are a dict): classify takes class logits.')
+  paths = examples.image_paths(options.images)
+  images = np.stack([examples.evaluation_view(p, net.image_shape,
+                                              net.resize_to) for p in paths])
+  chunks = np.array_split(images, -(-len(images) // 32))
+  logits = np.concatenate([np.asarray(_logits(net.model, net.prepare,
+                                              net.variables, chunk))
+                           for chunk in chunks])
+  names = net.class_names or tuple(str(i) for i in range(logits.shape[-1]))
+  probs = np.asarray(jax.nn.softmax(logits, axis=-1))
+  lines = []
+  for path, p in zip(paths, probs):
+    top = np.argsort(-p, kind='stable')[:5]
+    lines.append(f'{path}: ' + ', '.join(f'{names[c]} ({c}) {p[c]:.4f}'
+                                         for c in top))
+  if options.save:
+    np.savez(options.save, logits=logits,
+             paths=np.array([str(p) for p in paths]))
+    lines.append(f'Wrote the logits, {logits.shape}, to {options.save}')
+  return '\n'.join(lines)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _logits(model, prepare, variables, images):
+  return network_lib.bind(model, prepare, variables).logits(images)
 
 
 def train_demo_model(options):
-  """Trains configs/mnist_convnet.py:quick into --workdir."""
-  from configs import mnist_convnet  # pylint: disable=g-import-not-at-top
-  from research import train  # pylint: disable=g-import-not-at-top
-  config = mnist_convnet.get_config('quick')
-  config.data.manual_dir = options.manual_dir
-  config.data.data_dir = options.data_dir
+  """Trains configs/mnist_convnet.py:quick into --workdir, through the
+  training command itself (its progress shows here)."""
   logging.info('No checkpoint in %s: training %s there first.',
                options.workdir, DEMO_CONFIG)
-  train.train_and_evaluate(config, options.workdir)
+  args = [sys.executable, '-m', 'research.main',
+          f'--config={REPO / DEMO_CONFIG}', f'--workdir={options.workdir}']
+  if options.manual_dir:
+    args.append(f'--config.data.manual_dir={options.manual_dir}')
+  if options.data_dir:
+    args.append(f'--config.data.data_dir={options.data_dir}')
+  code = subprocess.run(args, check=False).returncode
+  if code:
+    raise OptionsError(f'Training the demo\'s model ({DEMO_CONFIG}) failed '
+                       f'(exit {code}); its message is above.')
 
 
 def _data_config(config, options) -> ml_collections.ConfigDict:
@@ -139,6 +232,8 @@ def dream_layer(ctx) -> str:
   GoogLeNet near the blog's inception_4c)."""
   if ctx.options.dream_layer:
     return _check_layer(ctx.net, ctx.options.dream_layer)
+  if DREAM_LAYER in ctx.net.layer_shapes:
+    return DREAM_LAYER
   layers = feature_layers(ctx.net)
   return layers[round(2 * (len(layers) - 1) / 3)]
 
@@ -150,8 +245,29 @@ def _num_classes(net) -> int:
 
 
 def _names(ctx) -> list[str]:
-  return examples.class_names(ctx.data) or [
+  return list(ctx.net.class_names) or [
       str(i) for i in range(_num_classes(ctx.net))]
+
+
+def _targets(ctx) -> np.ndarray:
+  """--classes (names, WordNet ids or indices); by default every class, or
+  for an ImageNet net IMAGENET_CLASSES."""
+  count, names = _num_classes(ctx.net), ctx.net.class_names
+  imagenet = len(names) == 1000
+  wanted = ctx.options.classes or (IMAGENET_CLASSES if imagenet
+                                   else range(count))
+  out = []
+  for query in map(str, wanted):
+    if imagenet:
+      out.append(imagenet_classes.index(query))
+    elif query.isdigit() and int(query) < count:
+      out.append(int(query))
+    elif query in names:
+      out.append(names.index(query))
+    else:
+      raise OptionsError(f'--classes={query}: this net has the classes '
+                         f'0..{count - 1} ({", ".join(_names(ctx)[:10])}).')
+  return np.asarray(out)
 
 
 def _diverse(objective, layer: str, batch: int):
@@ -162,7 +278,7 @@ def classes(ctx):
   """One picture per class from noise, maximising its logit under the
   Fourier/decorrelated-colour prior and random transformations."""
   o, names = ctx.options, _names(ctx)
-  targets = jnp.arange(_num_classes(ctx.net))
+  targets = jnp.asarray(_targets(ctx))
   deepest = feature_layers(ctx.net)[-1] if o.batch > 1 else None
   images, trace = render.render(
       ctx.net, lambda t: _diverse(objectives.class_logit(t), deepest, o.batch),
@@ -170,11 +286,11 @@ def classes(ctx):
   images = np.asarray(images)
   probs = np.asarray(ctx.net.probabilities(images.reshape((-1,) + images.shape[2:])))
   probs = probs.reshape(images.shape[:2] + (-1,))
-  for t in np.asarray(targets):
-    p = probs[t, :, t].mean()
+  for i, t in enumerate(np.asarray(targets)):
+    p = probs[i, :, t].mean()
     ctx.save('Class visualizations', f'classes/class_{t:04d}.png',
-             gallery_lib.enlarge(gallery_lib.grid(images[t]), 128),
-             f'{names[t]}: logit {float(trace[t, -1]):.1f}, the net\'s '
+             gallery_lib.enlarge(gallery_lib.grid(images[i]), 128),
+             f'{names[t]}: logit {float(trace[i, -1]):.1f}, the net\'s '
              f'p({names[t]}) = {p:.3f}')
   ctx.save('Class visualizations', 'classes/all.png',
            gallery_lib.enlarge(gallery_lib.grid(images.reshape(
@@ -236,9 +352,21 @@ def zeiler_fergus(ctx):
   """Top-9 patches per map, occlusion, saliency, integrated gradients,
   first-layer filters, top-5 predictions."""
   o, names, layer = ctx.options, _names(ctx), zf_layer(ctx)
-  spec = o.split or ctx.config.data.eval_splits.get('test', 'test')
-  images, labels = examples.split_images(ctx.data, spec, o.examples,
-                                         ctx.net.image_shape)
+  if o.images:
+    spec = o.images
+    paths = examples.image_paths(o.images)[:o.examples]
+    images = np.stack([examples.evaluation_view(p, ctx.net.image_shape,
+                                                ctx.net.resize_to)
+                       for p in paths])
+    labels = np.zeros((0,), np.int32)  # the user's photos have none
+  elif ctx.data is None:
+    raise OptionsError('zeiler_fergus on imported weights needs '
+                       '--images=DIR: a folder of photos to search (top-9 '
+                       'patches need at least 9).')
+  else:
+    spec = o.split or ctx.config.data.eval_splits.get('test', 'test')
+    images, labels = examples.split_images(ctx.data, spec, o.examples,
+                                           ctx.net.image_shape)
   logging.info('zeiler_fergus: %d images of %s', len(images), spec)
   found = top_patches.top_patches(ctx.net, layer, images, k=9)
   count = min(o.channels, len(found.patches))
@@ -247,14 +375,15 @@ def zeiler_fergus(ctx):
              gallery_lib.enlarge(gallery_lib.grid(found.patches[c], cols=3), 96),
              f'{layer} map {c}: its 9 strongest activations in {spec}, '
              'each from a different image')
-  panel, classes = images[:PANEL_IMAGES], _predicted(ctx, images[:PANEL_IMAGES])
+  panel = images[:o.panel]
+  classes = _predicted(ctx, panel)
   maps = {
       'occlusion': attribution.occlusion(ctx.net, panel, classes,
                                          size=max(2, panel.shape[1] // 4),
                                          stride=max(1, panel.shape[1] // 16)),
       'saliency': attribution.saliency(ctx.net, panel, classes),
       'integrated_gradients': np.abs(attribution.integrated_gradients(
-          ctx.net, panel, classes)).sum(-1),
+          ctx.net, panel, classes, steps=o.attribution_steps)).sum(-1),
   }
   for kind, heat in maps.items():
     overlays = [gallery_lib.heat_overlay(image, h) for image, h in zip(panel, heat)]
@@ -265,7 +394,8 @@ def zeiler_fergus(ctx):
   _first_layer_filters(ctx)
   path = ctx.gallery.out / 'zeiler_fergus' / 'top5.png'
   attribution.top5_panel(ctx.net, panel, names, path=path,
-                         labels=labels[:PANEL_IMAGES] if labels.ndim == 1 else None)
+                         labels=labels[:o.panel]
+                         if labels.ndim == 1 and len(labels) else None)
   ctx.gallery.add('Top-5 predictions', path, f'Top-5 predictions on {spec}')
 
 

@@ -99,7 +99,7 @@ def tiled_gradient(net, objective, channels: int | None = None,
   to_net = _channel_adapter(channels, net.image_shape[-1])
 
   def total(params, tiles):
-    acts = dataclasses.replace(net, params=params).activations(to_net(tiles))
+    acts = dataclasses.replace(net, variables=params).activations(to_net(tiles))
     # Each tile scored alone (vmap over the batch of activations) keeps the
     # tiles independent, whatever the objective does with a batch.
     values = jax.vmap(lambda a: objective(
@@ -110,7 +110,7 @@ def tiled_gradient(net, objective, channels: int | None = None,
   # The weights are an argument, not constants folded into the program: an
   # Inception's 27 MB would otherwise be compiled in.
   fn = jax.jit(lambda params, tiles: grad(params, tiles)[::-1])
-  return TiledGradient(fn, net.params, tile, tiles_per_call, channels)
+  return TiledGradient(fn, net.variables, tile, tiles_per_call, channels)
 
 
 def _as_objective(objective) -> objectives_lib.Objective:

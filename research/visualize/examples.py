@@ -1,6 +1,8 @@
-"""Images to look at: a run's dataset split, its class names, and a real
-photograph for DeepDream. Everything comes out as float32 [0, 1] (N, H, W, C)
-at the network's input size."""
+"""Images to look at: a run's dataset split, its class names, a user's own
+image files, and a real photograph for DeepDream. Everything comes out as
+float32 [0, 1] (N, H, W, C) at the network's input size."""
+import pathlib
+
 import numpy as np
 
 from research.data import pipeline
@@ -66,3 +68,47 @@ def photo(max_side: int, path=None) -> np.ndarray:
   image = image.resize((round(image.width * scale), round(image.height * scale)),
                        Image.BICUBIC)
   return np.asarray(image, np.float32) / 255.0
+
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
+
+
+def image_paths(spec: str) -> list[pathlib.Path]:
+  """The files of --images: a comma-separated list, or a folder's images in
+  name order."""
+  paths = [pathlib.Path(p) for p in spec.split(',') if p]
+  if len(paths) == 1 and paths[0].is_dir():
+    paths = sorted(p for p in paths[0].iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+      kinds = ', '.join(IMAGE_SUFFIXES)
+      raise FileNotFoundError(f'{spec} holds no images ({kinds}): pass a '
+                              'folder of photos or a list of files.')
+  missing = [str(p) for p in paths if not p.is_file()]
+  if missing:
+    raise FileNotFoundError(f'No image file {", ".join(missing)}: --images '
+                            'takes files (A.jpg,B.png) or one folder.')
+  return paths
+
+
+def evaluation_view(path, image_shape: tuple, resize_to: int) -> np.ndarray:
+  """An image file as the network sees it in evaluation, (H, W, C) in [0, 1]:
+  as it is when it has the input size already (so its numbers can be
+  compared with another framework's), else its shorter side scaled to
+  `resize_to` and the centre crop (0: scaled to the input size)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  h, w, c = image_shape
+  with Image.open(path) as image:
+    image = image.convert('RGB' if c == 3 else 'L')
+    if image.size != (w, h):
+      if resize_to:
+        scale = resize_to / min(image.size)
+        image = image.resize((max(w, round(image.width * scale)),
+                              max(h, round(image.height * scale))),
+                             Image.BILINEAR)
+        left, top = (image.width - w) // 2, (image.height - h) // 2
+        image = image.crop((left, top, left + w, top + h))
+      else:
+        image = image.resize((w, h), Image.BILINEAR)
+    pixels = np.asarray(image, np.float32) / 255.0
+  return pixels.reshape(h, w, c)

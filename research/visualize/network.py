@@ -20,19 +20,27 @@ import ml_collections
 
 from research import checkpoints
 from research import models
-from research import train
+from research.data import prepare as prepare_lib
 
 
 @dataclasses.dataclass(frozen=True)
 class Network:
   model: Any                   # a flax.linen module
-  params: Any
+  variables: Any               # {'params': ...} and any 'batch_stats'
   image_shape: tuple           # (H, W, C) of the [0, 1] images it reads
-  prepare: Callable = train.to_float   # [0, 1] images -> model input
+  prepare: Callable = prepare_lib.to_float   # [0, 1] images -> model input
+  class_names: tuple = ()      # one per output class, where known
+  # Evaluation view of an image of another size: its shorter side resized
+  # to this, then the centre crop (0: resized to image_shape as it is).
+  resize_to: int = 0
+
+  @property
+  def params(self):
+    return self.variables['params']
 
   def activations(self, images) -> dict:
     """{name: array with a leading batch axis} for a (B, H, W, C) batch."""
-    out, state = self.model.apply({'params': self.params}, self.prepare(images),
+    out, state = self.model.apply(self.variables, self.prepare(images),
                                   train=False, mutable=['intermediates'])
     acts = {'/'.join(path): value[0] for path, value in
             flax.traverse_util.flatten_dict(state['intermediates']).items()}
@@ -45,8 +53,7 @@ class Network:
 
   def logits(self, images) -> jax.Array:
     """(B, classes) logits; a model returning a dict must use activations."""
-    return self.model.apply({'params': self.params}, self.prepare(images),
-                            train=False)
+    return self.model.apply(self.variables, self.prepare(images), train=False)
 
   def probabilities(self, images) -> jax.Array:
     return jax.nn.softmax(self.logits(images), axis=-1)
@@ -59,11 +66,11 @@ class Network:
     return {name: tuple(a.shape[1:]) for name, a in acts.items()}
 
 
-def bind(model, prepare, params) -> Network:
+def bind(model, prepare, variables) -> Network:
   """The network inside a function jitted with `model` and `prepare` static
-  and `params` traced, so the weights are an argument of the compiled
+  and `variables` traced, so the weights are an argument of the compiled
   program rather than constants folded into it."""
-  return Network(model, params, (), prepare)
+  return Network(model, variables, (), prepare)
 
 
 def config_of(workdir) -> ml_collections.ConfigDict:
@@ -104,7 +111,26 @@ def from_workdir(workdir, data_config=None,
     from research.data import tfds_source  # pylint: disable=g-import-not-at-top
     stored_shape = tuple(tfds_source.prepared_builder(d).info
                          .features['image'].shape)
-  prepare = train.make_prepare(d.image_size, d.channels, d.pixel_scale,
-                               d.pixel_mean, d.subtract_image_mean)
-  return Network(models.build(config.model), state['params'],
-                 image_shape_of(config, stored_shape), prepare)
+  prepare = prepare_lib.from_config(d)
+  variables = {'params': state['params'],
+               **({'batch_stats': state['batch_stats']}
+                  if state.get('batch_stats') else {})}
+  return Network(models.build(config.model), variables,
+                 image_shape_of(config, stored_shape), prepare,
+                 resize_to=d.resize_to if d.streaming else 0)
+
+
+def from_caffemodel(path) -> Network:
+  """A BVLC AlexNet or GoogLeNet from its caffemodel (research/caffe), with
+  Caffe's input preparation and ImageNet's class names."""
+  from research.caffe import imported  # pylint: disable=g-import-not-at-top
+  from research.data import imagenet_classes  # pylint: disable=g-import-not-at-top
+  net = imported.load(path)
+  d = net.data
+  prepare = prepare_lib.make_prepare(0, d['channels'], d['pixel_scale'],
+                                     d['pixel_mean'])
+  size = d['image_size']
+  names = (tuple(imagenet_classes.names())
+           if net.model['num_classes'] == 1000 else ())
+  return Network(models.build(net.model), {'params': net.params},
+                 (size, size, 3), prepare, names, d['resize_to'])

@@ -36,7 +36,7 @@ class Renderer:
   run: Any
 
   def __call__(self, targets, key):
-    return self.run(self.net.params, jnp.asarray(targets), key)
+    return self.run(self.net.variables, jnp.asarray(targets), key)
 
 
 def renderer(net: network_lib.Network,
@@ -60,7 +60,7 @@ def renderer(net: network_lib.Network,
   tx = optax.adam(learning_rate)
 
   def one_target(net_params, target, key):
-    model = dataclasses.replace(net, params=net_params)
+    model = dataclasses.replace(net, variables=net_params)
     objective = objective_for_target(target)
 
     def value(x, step_key):
@@ -94,17 +94,3 @@ def render(net: network_lib.Network,
   """(images (T, B, H, W, C), trace (T, steps)) for `targets` (a (T,)
   array); `kwargs` as for `renderer`."""
   return renderer(net, objective_for_target, **kwargs)(targets, key)
-
-
-def class_visualizations(net: network_lib.Network, classes, key, *,
-                         logits: str = 'logits',
-                         penalty: objectives.Objective | None = None,
-                         **kwargs) -> tuple[jax.Array, jax.Array]:
-  """Images maximising each class's pre-softmax logit, minus `penalty` (say
-  `20 * objectives.l1()` to keep a black background black). The logit, not
-  the probability: a probability is as easily raised by pushing the other
-  classes down, which "fooling" noise does (Feature Visualization, 2017)."""
-  def objective(t):
-    o = objectives.class_logit(t, logits)
-    return o if penalty is None else o - penalty
-  return render(net, objective, jnp.asarray(classes), key, **kwargs)

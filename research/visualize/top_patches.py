@@ -116,7 +116,7 @@ def receptive_field(net, layer: str, samples: int = 8,
   units = np.repeat(_probes(shape[1:3]), samples, axis=0)
   images = np.random.default_rng(seed).uniform(
       size=(len(units), h, w, c)).astype(np.float32)
-  support = np.asarray(_support(net.model, net.prepare, layer, net.params,
+  support = np.asarray(_support(net.model, net.prepare, layer, net.variables,
                                 images, units))
   support = support.reshape(-1, samples, h, w).any(axis=1)
   fits = [_fit(units[::samples, axis - 1], *_extents(support, axis), length,
@@ -148,7 +148,7 @@ class TopUnits:
     if self.state is None:
       self.state = _empty(self.net, self.layer, self.k)
     self.state = _merge(self.net.model, self.net.prepare, self.layer,
-                        self.net.params, self.state, images,
+                        self.net.variables, self.state, images,
                         np.int32(self.seen), np.int32(valid))
     self.seen += valid
 

@@ -83,16 +83,6 @@ def _affine(image, scale, angle, value):
   return jax.vmap(sample, in_axes=-1, out_axes=-1)(image)
 
 
-def random_scale(scales: Sequence[float] = SCALES,
-                 value: float = 0.5) -> Transform:
-  return scale_rotate(scales, (0.0,), value)
-
-
-def random_rotate(angles: Sequence[float] = ANGLES,
-                  value: float = 0.5) -> Transform:
-  return scale_rotate((1.0,), angles, value)
-
-
 def compose(*transforms: Transform) -> Transform:
   """Applies `transforms` in order, each with its own key."""
   def fn(key, images):
