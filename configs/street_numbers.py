@@ -22,10 +22,13 @@ Arguments (FILE:ARG):
   'batchnorm' BatchNorm before every maxout/ReLU (model.norm='batch') and
             Adam 3e-3: the CPU variant of the depth sweep ('mnist,batchnorm'),
             with which deep nets train within a CPU budget; the paper used no
-            normalisation. Measured (results/depth_batchnorm/, results/README.md):
+            normalisation. Its depth sweep:
   python -m launch.sweep --config=configs/street_numbers.py:mnist,batchnorm \
       --sweep=depth --workdir=runs/depth_batchnorm --parallel=2 \
       --config.data.manual_dir=../shared/data/mnist
+            expects test sequence accuracy 61% at 3 hidden layers, 82% at 5,
+            87% at 7 and 80% at 11, 20-31 min a point on one core
+            (results/depth_batchnorm/, results/README.md).
   'cropped' the per-digit baseline: one 10-way softmax on TFDS svhn_cropped
             (32x32 single digits, random 28x28 crops).
   'test'    a few steps of a small, narrow model on mnist_multidigit/small,
