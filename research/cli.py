@@ -5,7 +5,6 @@ ml_collections), with every mistake in them shown as one paragraph.
   app.run(main, flags_parser=cli.parse_flags)
   config = cli.config_value(_CONFIG)   # the ConfigDict, or one paragraph
 """
-import os
 import pathlib
 import sys
 
@@ -51,16 +50,10 @@ def parse_flags(argv, known_only: bool = False):
 
 
 def exit_for_user_error(error: Exception):
-  """Ends the command with the error's one paragraph and exit code 1.
-
-  os._exit rather than sys.exit: a failed Orbax restore leaves TensorStore
-  reads in flight whose callbacks, run at interpreter exit, print an asyncio
-  traceback under the paragraph. What a run wrote is already on disk
-  (atomic writes), so skipping the exit handlers loses nothing."""
+  """Ends the command with the error's one paragraph and exit code 1."""
   sys.stdout.flush()
   sys.stderr.write(f'Error: {error}\n')
-  sys.stderr.flush()
-  os._exit(1)
+  sys.exit(1)
 
 
 def _missing_config(path) -> str:

@@ -27,9 +27,9 @@ class Preempted(Exception):
 
 class Notice:
 
-  def __init__(self):
+  def __init__(self, step: int):
     self.signum = None
-    self._calls = 0
+    self._asked = step  # the last counter passed to JAX's sync point
     self._previous = {}
     if threading.current_thread() is not threading.main_thread():
       return
@@ -42,20 +42,23 @@ class Notice:
     del frame
     self.signum = signum
 
-  def reached(self) -> int | None:
-    """The signal that asks to stop here, or None; every process asks after
-    the same compiled chunks."""
+  def reached(self, step: int) -> int | None:
+    """The signal that asks to stop at `step`, or None; every process asks
+    after the same compiled chunks."""
     if self.signum is not None:
       return self.signum
     if jax.process_count() == 1:
       return None
-    # The notifier agrees on the next counter after the notice and answers
-    # yes only to exactly that one, so it gets consecutive counters: one per
-    # call, not the step, which moves by a chunk at a time.
-    self._calls += 1
-    if multihost_utils.reached_preemption_sync_point(self._calls):
-      return signal.SIGTERM
-    return None
+    # JAX's notifier sets the stop point one past the largest counter any
+    # process last passed, and answers yes to exactly that counter. Orbax's
+    # save passes the step too, so the counter is the step, and every step
+    # of the chunk is asked: the point may fall inside it, and then every
+    # process stops at the chunk's end.
+    reached = False
+    for counter in range(self._asked + 1, step + 1):
+      reached |= multihost_utils.reached_preemption_sync_point(counter)
+    self._asked = max(self._asked, step)
+    return signal.SIGTERM if reached else None
 
   def close(self):
     for signum, previous in self._previous.items():

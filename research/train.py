@@ -400,7 +400,7 @@ def _train(configs, replicas, mesh, source) -> list:
           [o.chunk(first, last - first) for o in orders]), train_sharding)
 
   step, eval_metrics, batches = int(state.step.reshape(-1)[0]), [], None
-  notice = preemption.Notice()
+  notice = preemption.Notice(step)
   try:
     try:
       while step < total_steps and not all(r.stopped for r in rules):
@@ -430,7 +430,7 @@ def _train(configs, replicas, mesh, source) -> list:
             # Replicas have no plateau schedule (research/replicas.py).
             state = state.replace(opt_state=rules[i].after_eval(
                 step, m, state.opt_state, mesh_lib.replicated(mesh)))
-        signum = notice.reached() if step < total_steps else None
+        signum = notice.reached(step) if step < total_steps else None
         if (_due(step, intervals['checkpoint'], total_steps)
             or any(r.stopped for r in rules) or signum):
           for i, ckpt in enumerate(ckpts):

@@ -75,3 +75,27 @@ def write(directory, kind: str, v1: bool = False, seed: int = 0,
   deploy.write_text(caffemodel.deploy_prototxt(
       kind, bvlc.specs(kind, num_classes, aux=False), (1, 3, size, size)))
   return model, deploy, blobs
+
+
+def calibrate(kind: str, blobs: dict, model, deploy, images_bgr,
+              num_classes: int = 1000) -> None:
+  """Rescales each weighted layer of the deploy net (weights and bias
+  together) so that its output has unit spread on `images_bgr` (N, 3, H, W,
+  BGR minus the mean), layer by layer in order, as a data-dependent
+  initialisation does (Mishkin & Matas 2016, LSUV, without the orthogonal
+  start), and rewrites `model` with `blobs` so changed. Random weights then
+  pass activations of order 1 to a new classifier, as trained ones do, so
+  fine-tuning from them can learn. The forward passes are OpenCV's, not the
+  importer's."""
+  import cv2
+  net = cv2.dnn.readNetFromCaffe(str(deploy), str(model))
+  net.setInput(np.ascontiguousarray(images_bgr, np.float32))
+  for name in blob_shapes(bvlc.specs(kind, num_classes, aux=False),
+                          images_bgr.shape[1:]):
+    layer = net.getLayerId(name)
+    spread = float(net.forward(name).std())
+    blobs[name] = [(blob / spread).astype(np.float32) for blob in blobs[name]]
+    for i, blob in enumerate(blobs[name]):
+      net.setParam(layer, i, blob.reshape(net.getParam(layer, i).shape))
+  model.write_bytes(caffemodel.serialize(kind, bvlc.specs(kind, num_classes),
+                                         blobs))

@@ -22,7 +22,7 @@ def _sweep(workdir, data_dir, *flags):
              TF_CPP_MIN_LOG_LEVEL='2')
   proc = subprocess.run(
       [sys.executable, '-m', 'launch.sweep',
-       '--config=configs/mnist_nielsen.py:test', "--sweep=seed=0,1,2",
+       '--config=configs/mnist_nielsen.py:test', "--sweep=seed=0,1",
        f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *flags],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -38,7 +38,7 @@ def test_vmapped_seeds_match_separate_runs(tmp_path, mnist_data_dir):
   _sweep(alone, mnist_data_dir)
   out = _sweep(together, mnist_data_dir, '--vmap_seeds')
   assert 'seeds vmapped' in out.stdout
-  for seed in (0, 1, 2):
+  for seed in (0, 1):
     a = alone / f'seed={seed}'
     b = together / 'all' / f'seed={seed}'
     rows_a, rows_b = read_jsonl(a / 'metrics.jsonl'), read_jsonl(b / 'metrics.jsonl')
@@ -60,8 +60,8 @@ def test_vmapped_seeds_match_separate_runs(tmp_path, mnist_data_dir):
     assert 'nothing to do' in again.stderr
   # The seeds differ from each other: each has its own data order and init.
   firsts = [read_jsonl(together / 'all' / f'seed={s}' / 'metrics.jsonl')[0]
-            ['train/loss'] for s in (0, 1, 2)]
-  assert len(set(firsts)) == 3
+            ['train/loss'] for s in (0, 1)]
+  assert len(set(firsts)) == 2
   table = (together / 'results.md').read_text()
   assert '| seed=0 | done |' in table
 

@@ -27,11 +27,11 @@ ARGS = ['--config=configs/mnist_nielsen.py:test', '--config.num_epochs=60',
         '--config.early_stopping.patience=3']
 
 
-def start(workdir, data_dir):
+def start(workdir, data_dir, *flags):
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
   return subprocess.Popen(
       [sys.executable, '-m', 'research.main', *ARGS,
-       f'--config.data.data_dir={data_dir}', f'--workdir={workdir}'],
+       f'--config.data.data_dir={data_dir}', f'--workdir={workdir}', *flags],
       cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
       text=True)
 
@@ -43,19 +43,26 @@ def wait_for_first_checkpoint(proc, workdir):
     time.sleep(0.005)
 
 
-def assert_same_run(a, b):
-  results = [json.loads((d / 'results.json').read_text()) for d in (a, b)]
-  for key in ('test/accuracy', 'test/loss', 'validation/accuracy', 'step'):
-    assert results[0][key] == results[1][key], key
+TIMING = ('examples_per_second', 'data_wait_share', 'train_seconds',
+          'compile_seconds')
+
+
+def assert_same_run(a, b, message=''):
+  """Everything but the timings: results.json (the best evaluation and
+  the early stop included), every metrics row and the final params."""
+  results = [{k: v for k, v in json.loads((d / 'results.json').read_text())
+              .items() if k not in TIMING} for d in (a, b)]
+  assert results[0] == results[1], message
   params = [traverse_util.flatten_dict(checkpoints.load_latest(d)[0]['params'],
                                        sep='/') for d in (a, b)]
   assert params[0].keys() == params[1].keys()
   for name in params[0]:
-    np.testing.assert_array_equal(params[0][name], params[1][name], name)
-  timing = ('examples_per_second', 'data_wait_share')
-  strip = lambda rows: [{k: v for k, v in r.items() if k not in timing}
+    np.testing.assert_array_equal(params[0][name], params[1][name],
+                                  f'{name} {message}')
+  strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING}
                         for r in rows]
-  assert strip(read_jsonl(a / 'metrics.jsonl')) == strip(read_jsonl(b / 'metrics.jsonl'))
+  assert strip(read_jsonl(a / 'metrics.jsonl')) == strip(
+      read_jsonl(b / 'metrics.jsonl')), message
 
 
 def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
@@ -63,9 +70,14 @@ def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
   # Runs go on side by side (each spends most of its time starting), but each
   # interrupted run starts only once the test is free to watch it: a run
   # left alone would pass its first checkpoint unseen.
-  whole, killed, termed = (tmp_path / name for name in
-                           ('whole', 'killed', 'termed'))
+  whole, killed, termed, extended = (tmp_path / name for name in
+                                     ('whole', 'killed', 'termed', 'extended'))
   uninterrupted = start(whole, mnist_data_dir)
+  # A stop at a chosen step: the run ends at 30 epochs (step 6000), and is
+  # continued to 60. Kills land where they land, and the first checkpoint
+  # comes before any evaluation fails to improve; at 6000 both counters are
+  # running (asserted at the end), so a resume that lost them differs.
+  first_half = start(extended, mnist_data_dir, '--config.num_epochs=30')
 
   # kill -9 at a random step after the first checkpoint: at most the steps
   # since the last checkpoint are lost.
@@ -89,26 +101,33 @@ def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
   assert not (termed / 'results.json').exists()
   termed_rerun = start(termed, mnist_data_dir)
 
-  procs = (killed_rerun, termed_rerun, uninterrupted)
-  killed_log, termed_log, whole_log = (p.communicate(timeout=300)[1]
-                                       for p in procs)
-  for proc, log in zip(procs, (killed_log, termed_log, whole_log)):
+  assert first_half.wait(timeout=300) == 0, first_half.stderr.read()[-2000:]
+  second_half = start(extended, mnist_data_dir, '--allow_config_change')
+
+  procs = (killed_rerun, termed_rerun, second_half, uninterrupted)
+  killed_log, termed_log, extended_log, whole_log = (
+      p.communicate(timeout=300)[1] for p in procs)
+  for proc, log in zip(procs, (killed_log, termed_log, extended_log,
+                               whole_log)):
     assert proc.returncode == 0, log[-2000:]
   assert 'Resumed from the checkpoint at step' in killed_log
   assert f'Resumed from the checkpoint at step {stopped_at}' in termed_log
+  assert 'Resumed from the checkpoint at step 6000' in extended_log
   assert_same_run(whole, killed)
   assert_same_run(whole, termed)
-  # The run exercised what it should: the rate was lowered, it stopped early.
+  assert_same_run(whole, extended)
+  # The run exercised what it should: the rate was lowered, it stopped early,
+  # and the evaluations at 6000 and 7000 were below the best before them
+  # (early stopping's wait and the plateau's counters matter across 6000).
   rows = read_jsonl(whole / 'metrics.jsonl')
   rates = [r['learning_rate'] for r in rows if 'learning_rate' in r]
   assert rates[0] == 1.0 and min(rates) <= 0.25
   results = json.loads((whole / 'results.json').read_text())
-  assert results['stopped_early'] and results['step'] < 12_000
-
-
-
-TIMING = ('examples_per_second', 'data_wait_share', 'train_seconds',
-          'compile_seconds')
+  assert results['stopped_early'] and results['step'] > 7000
+  accuracy = {r['step']: r['validation/accuracy'] for r in rows
+              if 'validation/accuracy' in r}
+  best_before = max(a for step, a in accuracy.items() if step < 6000)
+  assert max(accuracy[6000], accuracy[7000]) <= best_before, accuracy
 
 
 def _scalars(workdir) -> dict:
@@ -139,9 +158,6 @@ def test_sigkill_at_random_moments_changes_nothing(tmp_path, mnist_data_dir):
   proc = start(killed, mnist_data_dir)
   assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
   message = f'random kill moments from seed {seed}'
-  assert_same_run(whole, killed)
-  results = [{k: v for k, v in json.loads((d / 'results.json').read_text())
-              .items() if k not in TIMING} for d in (whole, killed)]
-  assert results[0] == results[1], message
+  assert_same_run(whole, killed, message)
   got, want = _scalars(killed), _scalars(whole)
   assert got == want, message

@@ -56,6 +56,7 @@ def _sweep(workdir, data_dir, **popen):
       cwd=REPO, env=env, text=True, **popen)
 
 
+@pytest.mark.slow  # 2 minutes on 2 cores
 def test_killed_sweep_resumes_and_reports(tmp_path, multidigit_data_dir):
   """SIGKILL the sweep once the second point has a checkpoint: the rerun
   skips the finished point, resumes the other, and writes the table and
