@@ -90,6 +90,7 @@ def test_crop_size_crops_then_the_model_sees_image_size(multidigit_data_dir):
   assert train_data.chunk(0, 1)['image'].shape == (1, 32, 32, 32, 3)
 
 
+@pytest.mark.slow  # a minute
 def test_batchnorm_net_trains_evaluates_and_resumes(tmp_path,
                                                     multidigit_data_dir):
   """Running averages are learned, saved with the checkpoint and used in

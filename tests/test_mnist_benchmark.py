@@ -9,6 +9,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from benchmarks import numpy_network
 from research import losses
@@ -73,6 +74,7 @@ def test_jax_step_is_network_py_update():
     np.testing.assert_allclose(state.params[k]['bias'], b[:, 0], rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow  # 50 s
 def test_benchmark_times_numpy_in_its_own_process(mnist_data_dir):
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
   proc = subprocess.run(

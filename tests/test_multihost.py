@@ -14,6 +14,7 @@ ARGS = ['--config=configs/mnist_nielsen.py:test', '--config.num_epochs=1',
         '--config.log_every_steps=50']
 
 
+@pytest.mark.slow  # a minute on 2 cores
 def test_two_processes_match_one(tmp_path, mnist_data_dir):
   data = f'--config.data.data_dir={mnist_data_dir}'
   single, multi = tmp_path / 'single', tmp_path / 'multi'

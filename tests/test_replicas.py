@@ -33,6 +33,7 @@ def _strip(rows):
   return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
+@pytest.mark.slow  # 2 minutes on 2 cores
 def test_vmapped_seeds_match_separate_runs(tmp_path, mnist_data_dir):
   alone, together = tmp_path / 'alone', tmp_path / 'together'
   _sweep(alone, mnist_data_dir)

@@ -2,10 +2,12 @@
 import json
 
 import numpy as np
+import pytest
 
 from tests.helpers import read_jsonl, run_cli
 
 
+@pytest.mark.slow  # a minute
 def test_eight_devices_match_one(tmp_path, mnist_data_dir):
   args = ['--config=configs/mnist_nielsen.py:test',
           f'--config.data.data_dir={mnist_data_dir}',
