@@ -27,7 +27,7 @@ Arguments (FILE:ARG):
       --sweep=depth --workdir=runs/depth_batchnorm --parallel=2 \
       --config.data.manual_dir=../shared/data/mnist
             expects test sequence accuracy 61% at 3 hidden layers, 82% at 5,
-            87% at 7 and 80% at 11, 20-31 min a point on one core
+            86% at 7, 85% at 9 and 79% at 11, 22-26 min a point on one core
             (results/depth_batchnorm/, results/README.md).
   'cropped' the per-digit baseline: one 10-way softmax on TFDS svhn_cropped
             (32x32 single digits, random 28x28 crops).
