@@ -1,7 +1,6 @@
 """Imported BVLC nets wherever a trained net is used: `classify` and every
 picture command of research.visualize, fine-tuning through
 `--config.init_from`, and evaluation only (0 epochs, AlexNet's 10 crops)."""
-import gzip
 import json
 import pathlib
 
@@ -10,6 +9,7 @@ import pytest
 from PIL import Image
 
 from research.caffe import bvlc
+from research.data import idx
 from tests import caffe_fixture
 from tests.helpers import MNIST_FILES, read_jsonl, run_cli
 from tests.helpers import links
@@ -97,8 +97,7 @@ def test_every_picture_command_runs_on_imported_weights(weights, photos,
 def upscaled_digits(count: int, size: int) -> np.ndarray:
   """MNIST validation digits (Nielsen's split: training images 50,000 on) as
   Caffe's input: (N, 3, size, size), BGR in 0..255 minus the mean."""
-  raw = gzip.decompress((MNIST_FILES / 'train-images-idx3-ubyte.gz').read_bytes())
-  digits = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+  digits = idx.read_idx(str(MNIST_FILES / 'train-images-idx3-ubyte.gz'))
   images = np.stack([np.asarray(Image.fromarray(d).resize((size, size),
                                                           Image.BILINEAR))
                      for d in digits[50_000:50_000 + count]]).astype(np.float32)
