@@ -21,6 +21,8 @@ import time
 from absl import app
 from absl import flags
 
+from research import xla_flags
+
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 2, 'Processes to start.')
 _TIMEOUT = flags.DEFINE_float('timeout', 0, 'Kill everything after this many '
                               'seconds; 0 waits forever.')
@@ -39,7 +41,8 @@ def main(argv):
   workdir.mkdir(parents=True, exist_ok=True)
   address = f'127.0.0.1:{_free_port()}'
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=1')
+             XLA_FLAGS=xla_flags.with_host_devices(
+                 os.environ.get('XLA_FLAGS', ''), 1))
   procs = []
   for i in range(_NUM_PROCESSES.value):
     log = None if i == 0 else open(workdir / f'process_{i}.log', 'a')

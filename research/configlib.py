@@ -100,18 +100,21 @@ def base() -> ml_collections.ConfigDict:
   # Multiply the learning rate by `factor` when `metric` has not improved for
   # `patience` evals (Nielsen ch.3: halve it after 10 epochs without progress;
   # AlexNet section 5: divide by 10). Training ends once the multiplier falls
-  # below `min_scale` (Nielsen: 1/128). factor = 1 turns this off.
+  # below `min_scale` (Nielsen: 1/128). factor = 1 turns this off. Here and in
+  # early stopping, a change of at most `min_delta` is not an improvement.
   c.optimizer.plateau = ml_collections.ConfigDict()
   c.optimizer.plateau.factor = 1.0
   c.optimizer.plateau.patience = 10
   c.optimizer.plateau.metric = 'validation/accuracy'
   c.optimizer.plateau.mode = 'max'
   c.optimizer.plateau.min_scale = 0.0
+  c.optimizer.plateau.min_delta = 0.0
 
   c.early_stopping = ml_collections.ConfigDict()
   c.early_stopping.metric = 'validation/accuracy'
   c.early_stopping.mode = 'max'
   c.early_stopping.patience = 0  # evaluations without improvement; 0 = never stop
+  c.early_stopping.min_delta = 0.0
 
   c.log_every_steps = 100
   c.eval_every_epochs = 1.0
@@ -168,6 +171,10 @@ def validate(config: ml_collections.ConfigDict):
   _need(config.early_stopping.mode in ('min', 'max'),
         f'config.early_stopping.mode is {config.early_stopping.mode!r}; '
         "use 'min' or 'max'.")
+  for name, rule in (('optimizer.plateau', plateau),
+                     ('early_stopping', config.early_stopping)):
+    _need(rule.min_delta >= 0, f'config.{name}.min_delta is '
+          f'{rule.min_delta!r}; it must be >= 0 (0: any gain is progress).')
   validate_data(config.data)
 
 

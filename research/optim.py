@@ -77,7 +77,7 @@ class Plateau:
     self.config = config.plateau
     self.enabled = self.config.factor < 1
     self.watch = watch.MetricWatch(self.config.metric, self.config.mode,
-                                   self.config.patience)
+                                   self.config.patience, self.config.min_delta)
 
   @staticmethod
   def scale(opt_state) -> float:

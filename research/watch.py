@@ -7,8 +7,9 @@ are a small JSON dict kept in the loop state, so they survive a resume.
 
 class MetricWatch:
 
-  def __init__(self, metric: str, mode: str, patience: int):
-    self.metric, self.patience = metric, patience
+  def __init__(self, metric: str, mode: str, patience: int,
+               min_delta: float = 0.0):
+    self.metric, self.patience, self.min_delta = metric, patience, min_delta
     self.sign = 1 if mode == 'max' else -1
 
   def update(self, counters: dict, metrics: dict) -> tuple[dict, bool, bool]:
@@ -21,7 +22,9 @@ class MetricWatch:
     best = counters.get('best')
     if value is None:
       return counters, False, False
-    if best is None or self.sign * (value - best) > 0:
+    # An improvement smaller than min_delta is noise, as in Keras'
+    # EarlyStopping: it neither moves the best value nor resets the wait.
+    if best is None or self.sign * (value - best) > self.min_delta:
       return {'best': value, 'waited': 0}, True, False
     waited = counters.get('waited', 0) + 1
     if self.patience and waited >= self.patience:

@@ -31,5 +31,13 @@ def with_cpu_flags(xla_flags: str) -> str:
   return ' '.join([xla_flags.strip(), *added]).strip()
 
 
+def with_host_devices(xla_flags: str, count: int) -> str:
+  """XLA_FLAGS simulating `count` CPU devices, the caller's other flags kept
+  (e.g. --xla_cpu_max_isa): a child process must run the same CPU code."""
+  kept = [part for part in xla_flags.split() if not part.lstrip('-')
+          .startswith('xla_force_host_platform_device_count')]
+  return ' '.join([*kept, f'--xla_force_host_platform_device_count={count}'])
+
+
 def apply(environ=os.environ) -> None:
   environ['XLA_FLAGS'] = with_cpu_flags(environ.get('XLA_FLAGS', ''))

@@ -8,6 +8,8 @@ import pathlib
 import subprocess
 import sys
 
+from research import xla_flags
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MNIST_FILES = REPO.parent / 'shared' / 'data' / 'mnist'
 
@@ -17,7 +19,8 @@ def run_cli(*args, devices: int = 1, timeout: float = 300, check: bool = True,
             ) -> subprocess.CompletedProcess:
   """Runs `python -m MODULE ARGS` with `devices` simulated CPU devices."""
   env = dict(os.environ, PYTHONPATH=str(REPO),
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             XLA_FLAGS=xla_flags.with_host_devices(
+                 os.environ.get('XLA_FLAGS', ''), devices),
              JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
   proc = subprocess.run([sys.executable, '-m', module, *args],
                         cwd=cwd, env=env, capture_output=True, text=True,

@@ -5,12 +5,14 @@ import os
 import subprocess
 import sys
 
+from research import xla_flags
 from tests.helpers import REPO
 
 
 def test_bench_bfloat16_with_towers_on_two_devices():
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=2')
+             XLA_FLAGS=xla_flags.with_host_devices(
+                 os.environ.get('XLA_FLAGS', ''), 2))
   proc = subprocess.run(
       [sys.executable, '-m', 'research.bench', '--model=alexnet', '--batch=2',
        '--steps=1', '--image_size=67', '--dtype=bfloat16', '--mesh_model=2',

@@ -104,6 +104,8 @@ def test_batchnorm_net_trains_evaluates_and_resumes(tmp_path,
   state, last = checkpoints.load_latest(whole)
   stats = state['batch_stats']
   # Moved off their initial values (mean 0, variance 1).
+  print('largest |var - 1| of conv1:',
+        np.abs(np.asarray(stats['conv1']['norm']['batch']['var']) - 1).max())
   assert np.abs(np.asarray(stats['conv1']['norm']['batch']['var']) - 1).max() > 0.1
 
   # Evaluation uses the saved running averages, and they matter.
@@ -116,11 +118,14 @@ def test_batchnorm_net_trains_evaluates_and_resumes(tmp_path,
       prepare.make_prepare(subtract_image_mean=True))
   test_loss = lambda stats: metrics.finalize('test', jax.device_get(eval_chunk(
       {'params': state['params'], 'batch_stats': stats}, batches)))['test/loss']
+  print(f'test loss: run {results["test/loss"]!r}, recomputed '
+        f'{test_loss(stats)!r}')
   assert test_loss(stats) == pytest.approx(results['test/loss'], rel=1e-6)
   initial = jax.tree.map(lambda x: x, stats)
   for layer in initial.values():
     layer['norm']['batch'] = {'mean': jnp.zeros_like(layer['norm']['batch']['mean']),
                               'var': jnp.ones_like(layer['norm']['batch']['var'])}
+  print(f'test loss with the initial statistics: {test_loss(initial)!r}')
   assert abs(test_loss(initial) - results['test/loss']) > 1e-3
 
   # Resume from the first epoch's checkpoint: the same end.

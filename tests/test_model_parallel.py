@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from research import xla_flags
 from tests.helpers import REPO, run_cli
 
 TOWER_LAYERS = ('conv2', 'conv4', 'conv5')
@@ -146,7 +147,8 @@ def _layer_case() -> dict:
 
 def _in_subprocess(case: str, devices: int) -> dict:
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+             XLA_FLAGS=xla_flags.with_host_devices(
+                 os.environ.get('XLA_FLAGS', ''), devices))
   proc = subprocess.run([sys.executable, __file__, case], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-4000:]

@@ -60,6 +60,7 @@ def test_weight_inits_follow_nielsen():
   std = lambda init: float(jnp.std(models.MLP(hidden=(500,), weight_init=init)
                                    .init(jax.random.key(0), x)
                                    ['params']['dense0']['kernel']))
+  print('std', std('standard_normal'), std('scaled_normal') * 784**0.5)
   assert std('standard_normal') == pytest.approx(1.0, rel=0.02)
   assert std('scaled_normal') == pytest.approx(784**-0.5, rel=0.02)
 

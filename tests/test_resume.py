@@ -10,21 +10,27 @@ import time
 
 import numpy as np
 import pytest
+import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from research import checkpoints
 from tests.helpers import REPO, read_jsonl
 
-# Momentum, a plateau schedule (the rate halves after each evaluation that
-# does not improve) and early stopping (after 3): a resume must restore the
-# momentum, the multiplier and both counters, not only the params.
+# Momentum, a plateau schedule and early stopping: a resume must restore the
+# momentum, the learning-rate multiplier and both rules' counters, not only
+# the params. min_delta=1 (a whole 100 points of accuracy) makes every
+# evaluation after the first a non-improvement whatever the curve, so the
+# counters run on every CPU: the rate halves at steps 3000, 5000, 7000 and
+# 9000 (patience 2) and the run stops early at 9000 (patience 8).
 ARGS = ['--config=configs/mnist_nielsen.py:test', '--config.num_epochs=60',
         '--config.checkpoint_every_epochs=5', '--config.eval_every_epochs=5',
         '--config.optimizer.name=momentum',
         '--config.optimizer.learning_rate=1.0',
         '--config.optimizer.plateau.factor=0.5',
-        '--config.optimizer.plateau.patience=1',
-        '--config.early_stopping.patience=3']
+        '--config.optimizer.plateau.patience=2',
+        '--config.optimizer.plateau.min_delta=1.0',
+        '--config.early_stopping.patience=8',
+        '--config.early_stopping.min_delta=1.0']
 
 
 def start(workdir, data_dir, *flags):
@@ -34,6 +40,14 @@ def start(workdir, data_dir, *flags):
        f'--config.data.data_dir={data_dir}', f'--workdir={workdir}', *flags],
       cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
       text=True)
+
+
+def saved_counters(workdir, step: int) -> dict:
+  """The loop state saved with checkpoint `step`: the stop rules' counters."""
+  path = checkpoints.absolute(workdir) / 'checkpoints'
+  with ocp.CheckpointManager(path) as manager:
+    return manager.restore(step, args=ocp.args.Composite(
+        loop=ocp.args.JsonRestore())).loop
 
 
 def wait_for_first_checkpoint(proc, workdir):
@@ -74,9 +88,9 @@ def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
                                      ('whole', 'killed', 'termed', 'extended'))
   uninterrupted = start(whole, mnist_data_dir)
   # A stop at a chosen step: the run ends at 30 epochs (step 6000), and is
-  # continued to 60. Kills land where they land, and the first checkpoint
-  # comes before any evaluation fails to improve; at 6000 both counters are
-  # running (asserted at the end), so a resume that lost them differs.
+  # continued to 60. Kills land where they land, around the first checkpoint;
+  # at 6000 both rules are counting (asserted below), so a resume that lost
+  # their counters or the best evaluation differs.
   first_half = start(extended, mnist_data_dir, '--config.num_epochs=30')
 
   # kill -9 at a random step after the first checkpoint: at most the steps
@@ -102,6 +116,13 @@ def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
   termed_rerun = start(termed, mnist_data_dir)
 
   assert first_half.wait(timeout=300) == 0, first_half.stderr.read()[-2000:]
+  counters = saved_counters(extended, 6000)
+  assert (counters['early_stopping']['waited'] > 0
+          and counters['plateau']['waited'] > 0
+          and counters['best']['step'] == 1000), (
+              'The test needs both stop rules counting at step 6000; keep '
+              'min_delta=1.0 and the patiences in ARGS so that no evaluation '
+              f'after the first improves. Saved at 6000: {counters}')
   second_half = start(extended, mnist_data_dir, '--allow_config_change')
 
   procs = (killed_rerun, termed_rerun, second_half, uninterrupted)
@@ -116,18 +137,14 @@ def test_sigkill_and_sigterm_runs_resume_to_identical_params(tmp_path,
   assert_same_run(whole, killed)
   assert_same_run(whole, termed)
   assert_same_run(whole, extended)
-  # The run exercised what it should: the rate was lowered, it stopped early,
-  # and the evaluations at 6000 and 7000 were below the best before them
-  # (early stopping's wait and the plateau's counters matter across 6000).
+  # The run exercised what it should: the rate was halved four times and
+  # early stopping ended it, each at the step ARGS fix.
   rows = read_jsonl(whole / 'metrics.jsonl')
-  rates = [r['learning_rate'] for r in rows if 'learning_rate' in r]
-  assert rates[0] == 1.0 and min(rates) <= 0.25
+  rates = {r['step']: r['learning_rate'] for r in rows if 'learning_rate' in r}
+  assert rates[3000] == 1.0 and rates[3100] == 0.5 and rates[9000] == 0.125
   results = json.loads((whole / 'results.json').read_text())
-  assert results['stopped_early'] and results['step'] > 7000
-  accuracy = {r['step']: r['validation/accuracy'] for r in rows
-              if 'validation/accuracy' in r}
-  best_before = max(a for step, a in accuracy.items() if step < 6000)
-  assert max(accuracy[6000], accuracy[7000]) <= best_before, accuracy
+  assert results['stopped_early'] and results['step'] == 9000, results
+  assert results['best']['step'] == 1000, results
 
 
 def _scalars(workdir) -> dict:

@@ -16,6 +16,8 @@ def test_neuron_learns_green_and_not_red(tmp_path):
   state, _ = checkpoints.load_latest(tmp_path)
   unit = state['params']['unit']
   w, b = np.asarray(unit['kernel'])[0], float(unit['bias'][0])
+  print('weighted input per state:', np.round(
+      np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).reshape(3, -1).T @ w + b, 2))
   for green in (0, 1):
     for yellow in (0, 1):
       for red in (0, 1):
@@ -29,6 +31,8 @@ def test_mnist_steps_learn(tmp_path, mnist_data_dir):
   results = train.train_and_evaluate(config, tmp_path)
   losses = [r['train/loss'] for r in read_jsonl(tmp_path / 'metrics.jsonl')
             if 'train/loss' in r]
+  print(f'loss {losses[0]:.4f} -> {losses[-1]:.4f}, '
+        f'test accuracy {results["test/accuracy"]}')
   assert losses[-1] < 0.8 * losses[0]
   assert results['test/accuracy'] > 0.3  # chance is 0.1
   assert results['num_params'] == 23_860

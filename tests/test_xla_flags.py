@@ -35,3 +35,12 @@ def test_the_commands_set_them_and_the_library_does_not():
   for command in ('research.main', 'research.bench',
                   'research.visualize.__main__'):
     assert read(command) == xla_flags.with_cpu_flags(''), command
+
+
+def test_a_child_with_simulated_devices_keeps_the_callers_cpu_flags():
+  flags = xla_flags.with_host_devices(
+      '--xla_cpu_max_isa=AVX --xla_force_host_platform_device_count=8', 2)
+  assert flags.split() == ['--xla_cpu_max_isa=AVX',
+                           '--xla_force_host_platform_device_count=2']
+  assert xla_flags.with_host_devices('', 1) == (
+      '--xla_force_host_platform_device_count=1')
