@@ -8,7 +8,10 @@ r"""Multi-digit street numbers: Goodfellow et al. 2013 (arXiv 1312.6082).
 Default: the paper's 11-hidden-layer network (research/models/street_numbers.py)
 on SVHN format 1 (research/data/svhn_full.py): the digits' box expanded 30%,
 resized to 64x64, random 54x54 crops in training and the centre crop in
-evaluation, each image minus its mean (section 5.1). Training data is train
+evaluation, each image minus its mean (section 5.1). A smaller input keeps
+the 54x54 crop and resizes it (--config.data.crop_size=54
+--config.data.image_size=32): a 32x32 crop of the frame would cut the number
+off, and is refused. Training data is train
 plus extra less 5,400 images kept for validation; test is SVHN's test set.
 The paper trained with asynchronous SGD on 10 replicas for 6 days and gives
 no learning rate; here SGD with momentum 0.9, lr 0.01, batch 128.
@@ -19,6 +22,8 @@ Arguments (FILE:ARG):
             (research/data/multidigit.py, offline from
             --config.data.manual_dir=../shared/data/mnist), 6 epochs of Adam
             1e-3 with warm-up and cosine decay, batch 32.
+            --config.data.name=mnist_multidigit/paper trains on 235,755
+            numbers, as many as SVHN's train + extra, instead of 60,000.
   'batchnorm' BatchNorm before every maxout/ReLU (model.norm='batch') and
             Adam 3e-3: the CPU variant of the depth sweep ('mnist,batchnorm'),
             with which deep nets train within a CPU budget; the paper used no
@@ -68,6 +73,9 @@ def get_config(arg=None):
   c.model.dropout = 0.2
   c.model.per_digit = False
   c.model.norm = 'none'  # the paper; batch | layer | group (layers.Norm)
+  # The 11-layer net's 9th hidden layer is locally connected (section 5.1);
+  # False makes it a shared-weight convolution.
+  c.model.locally_connected = True
   c.model.dtype = 'float32'
 
   c.data.name = 'svhn_full'

@@ -55,7 +55,11 @@ def collect(workdir: pathlib.Path, points: list, point_name,
 
 
 def default_metric(rows: list) -> str:
-  for metric in ('test/sequence_accuracy', 'test/accuracy'):
+  """Test accuracy at the best validation evaluation where runs have one:
+  every net scored at "the best stopping point" (Goodfellow et al. 2013,
+  section 5.1); else at the last step."""
+  for metric in ('best/test/sequence_accuracy', 'best/test/accuracy',
+                 'test/sequence_accuracy', 'test/accuracy'):
     if any(metric in r for r in rows):
       return metric
   return 'test/accuracy'
@@ -70,8 +74,9 @@ def spearman(xs, ys) -> float:
 
 
 def summarise(rows: list, swept: list, field: str, metric: str) -> dict:
-  """{line label: [(x, mean, std, n), ...] sorted by x} over finished points;
-  a line per dataset and per value of the other swept fields but the seed."""
+  """{line label: [(x, mean, sd, n), ...] sorted by x} over finished points;
+  a line per dataset and per value of the other swept fields but the seed;
+  sd is the seeds' sample standard deviation (0 for one seed)."""
   lines = {}
   others = [k for k in swept if k not in (field, 'seed')]
   for r in rows:
@@ -80,7 +85,8 @@ def summarise(rows: list, swept: list, field: str, metric: str) -> dict:
     label = ', '.join([str(r.get('dataset', '?'))] +
                       [f'{k.split(".")[-1]}={r[k]}' for k in others])
     lines.setdefault(label, {}).setdefault(r[field], []).append(r[metric])
-  return {label: [(x, float(np.mean(v)), float(np.std(v)), len(v))
+  return {label: [(x, float(np.mean(v)),
+                   float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
                   for x, v in sorted(by_x.items())]
           for label, by_x in lines.items()}
 
@@ -111,7 +117,9 @@ def variant(points: list, swept: list, module, point_dir) -> list:
 
 def markdown(rows, swept, sweep, field, metric, summary, command=None,
              changes=()) -> str:
-  main = [k for k in (metric, metric.replace('test/', 'validation/'),
+  final = metric.removeprefix('best/')
+  main = [k for k in (metric, final, 'best/step',
+                      final.replace('test/', 'validation/'),
                       'test/digit_accuracy', 'test/coverage_at_98', 'epoch',
                       'train_seconds') if any(k in r for r in rows)]
   main = list(dict.fromkeys(main))
@@ -126,18 +134,43 @@ def markdown(rows, swept, sweep, field, metric, summary, command=None,
   out += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for r in rows:
     out.append('| ' + ' | '.join(_fmt(r.get(k, '')) for k in head) + ' |')
+  finals = summarise(rows, swept, field, final) if final != metric else {}
   for label, points in summary.items():
     xs = [p[0] for p in points]
-    rho = spearman(xs, [p[1] for p in points]) if all(
-        isinstance(x, (int, float)) for x in xs) else float('nan')
+    numeric = all(isinstance(x, (int, float)) for x in xs)
+    rho = spearman(xs, [p[1] for p in points]) if numeric else float('nan')
+    last = {p[0]: p[1] for p in finals.get(label, [])}
     out += ['', f'## {label}', '',
-            f'| {field} | {metric} (mean) | std | seeds |', '|---|---|---|---|']
-    out += [f'| {x} | {m:.4f} | {s:.4f} | {n} |' for x, m, s, n in points]
+            f'| {field} | {metric} (mean) | sd | seeds |'
+            + (f' {final} (mean) |' if last else ''),
+            '|---|---|---|---|' + ('---|' if last else '')]
+    out += [f'| {x} | {m:.4f} | {s:.4f} | {n} |'
+            + (f' {last[x]:.4f} |' if x in last else (' |' if last else ''))
+            for x, m, s, n in points]
     out += ['', f'Spearman rho of {metric} against {field} across '
             f'{len(xs)} values: {rho:.3f}'
             + (' (rises with it)' if rho > 0 else '') if not math.isnan(rho)
             else 'Spearman rho: needs two finished numeric values that vary.']
+    if numeric and len(points) > 1:
+      out += ['', top_gap(points, field)]
   return '\n'.join(out) + '\n'
+
+
+def top_gap(points: list, field: str) -> str:
+  """How far the largest value of the field (the deepest net) is below the
+  best one, against max(1 point, 2 standard errors of the difference of the
+  two means): the bar a finding that "more is better" must clear at this
+  many seeds."""
+  best = max(points, key=lambda p: p[1])
+  top = max(points, key=lambda p: p[0])
+  gap = best[1] - top[1]
+  se = math.sqrt(best[2] ** 2 / best[3] + top[2] ** 2 / top[3])
+  bar = max(0.01, 2 * se)
+  verdict = 'within' if gap <= bar else 'not within'
+  return (f'{field}={top[0]} is {100 * gap:.2f} points below the best '
+          f'({field}={best[0]}); 2 standard errors of the difference: '
+          f'{200 * se:.2f} points; {verdict} max(1 point, 2 SE) = '
+          f'{100 * bar:.2f}.')
 
 
 def plot(path, sweep, field, metric, summary, reference=None):

@@ -118,6 +118,9 @@ def base() -> ml_collections.ConfigDict:
 
   c.log_every_steps = 100
   c.eval_every_epochs = 1.0
+  # > 0: evaluate with BatchNorm statistics recomputed over this many training
+  # images (research/precise_bn.py) instead of the running averages.
+  c.precise_bn_examples = 0
   c.checkpoint_every_epochs = 1.0
   c.keep_checkpoints = 2
   c.steps_per_call = 1000   # most steps compiled into one lax.scan call
@@ -175,6 +178,9 @@ def validate(config: ml_collections.ConfigDict):
                      ('early_stopping', config.early_stopping)):
     _need(rule.min_delta >= 0, f'config.{name}.min_delta is '
           f'{rule.min_delta!r}; it must be >= 0 (0: any gain is progress).')
+  _need(config.precise_bn_examples >= 0,
+        f'config.precise_bn_examples is {config.precise_bn_examples!r}; it '
+        'must be >= 0 (0 keeps the running averages).')
   validate_data(config.data)
 
 
@@ -210,6 +216,7 @@ def validate_data(data):
     _need(data.augment == 'none' or data.image_size > 0,
           "config.data.augment='random_crop' needs the crop size in "
           'config.data.image_size (e.g. 54).')
+    _check_number_crop(data)
   else:
     choose('streamed augmentation (config.data.augment)', data.augment,
            STREAMED_AUGMENTATIONS)
@@ -217,6 +224,25 @@ def validate_data(data):
           f'Streaming needs config.data.image_size > 0 (the crop, e.g. 224) '
           f'and config.data.resize_to >= it; got {data.image_size} and '
           f'{data.resize_to}.')
+
+
+# Datasets of whole numbers framed as Goodfellow et al. 2013 (section 5.1)
+# frame them: the digits' box expanded 30%, resized to a square of this side
+# (research/data/multidigit.py, svhn_full.py), so the number spans about
+# side / 1.3 pixels of it and a smaller crop cuts digits off.
+FRAMED_NUMBERS = {'mnist_multidigit': 64, 'svhn_full': 64}
+
+
+def _check_number_crop(data):
+  side = FRAMED_NUMBERS.get(data.name.split('/')[0].split(':')[0])
+  crop = data.crop_size or data.image_size
+  if side is None or data.augment != 'random_crop' or crop >= side / 1.3:
+    return
+  raise ConfigError(
+      f'A {crop}x{crop} crop of the {side}x{side} frames of {data.name} cuts '
+      f'the number off: it spans about {side / 1.3:.0f} pixels of the frame '
+      '(the digits\' box expanded 30%). Crop as the paper does and resize the '
+      f'crop: --config.data.crop_size=54 --config.data.image_size={crop}.')
 
 
 def choose(kind: str, name: str, choices) -> None:

@@ -32,6 +32,7 @@ from research import mesh as mesh_lib
 from research import metrics
 from research import models
 from research import optim
+from research import precise_bn
 from research import preemption
 from research import replicas as replicas_lib
 from research import stop_rules
@@ -345,8 +346,20 @@ def _train(configs, replicas, mesh, source) -> list:
   eval_chunk = replicas.map(make_eval_chunk(model, loss_fn, prepare),
                             in_axes=(0, None))
 
+  recompute_stats = (replicas.map(precise_bn.make_recompute(model, prepare))
+                     if config.precise_bn_examples and states[0].batch_stats
+                     and not only_evaluate else None)
+  stats_batches = []  # placed at the first evaluation, then kept
+
   def evaluate(variables) -> list:
     """Each replica's metrics on every eval split."""
+    if recompute_stats:
+      if not stats_batches:  # the first steps' batches: a fixed set of images
+        steps = -(-config.precise_bn_examples // config.batch_size)
+        stats_batches.append(mesh_lib.to_global(replicas.stack(
+            [o.chunk(0, steps) for o in orders]), train_sharding))
+      variables = {**variables, 'batch_stats': recompute_stats(
+          variables, stats_batches[0])}
     out = [{} for _ in configs]
     for name, source in eval_sources.items():
       sums = None

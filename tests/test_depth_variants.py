@@ -13,9 +13,11 @@ from research import checkpoints
 from research import losses
 from research import metrics
 from research import models
+from research import precise_bn
 from research import train
 from research.data import pipeline
 from research.data import prepare
+from research.models import layers
 from research.models.street_numbers import StreetNumbers
 from tests.helpers import REPO
 
@@ -140,3 +142,52 @@ def test_batchnorm_net_trains_evaluates_and_resumes(tmp_path,
     assert flat_a.keys() == flat_b.keys()
     for name in flat_a:
       np.testing.assert_array_equal(flat_a[name], flat_b[name], name)
+
+
+def test_precise_bn_averages_each_batchs_own_statistics():
+  """Over K batches: the mean of the batch means and of the (biased) batch
+  variances, whatever running averages the variables held."""
+  model = layers.Norm('batch')
+  batches = {'image': jax.random.normal(jax.random.key(1), (3, 16, 5, 5, 4))
+                      * jnp.arange(1.0, 5.0) + 2.0}
+  variables = model.init(jax.random.key(0), batches['image'][0])
+  variables = {**variables, 'batch_stats': jax.tree.map(
+      lambda x: x + 7.0, variables['batch_stats'])}  # stale, far off
+  got = precise_bn.make_recompute(model, prepare=lambda x: x)(variables,
+                                                             batches)
+  x = np.asarray(batches['image'], np.float64)
+  np.testing.assert_allclose(got['batch']['mean'], x.mean((1, 2, 3)).mean(0),
+                             rtol=1e-5)
+  np.testing.assert_allclose(got['batch']['var'], x.var((1, 2, 3)).mean(0),
+                             rtol=1e-5)
+
+
+def test_precise_bn_evaluates_with_recomputed_statistics(tmp_path,
+                                                         multidigit_data_dir):
+  """A run with precise_bn_examples scores its last evaluation with the
+  statistics of that many training images under the final weights, and
+  saves the running averages it trained (a resume stays exact)."""
+  config = _config('test,batchnorm')
+  config.data.data_dir = multidigit_data_dir
+  config.num_epochs = 1
+  config.precise_bn_examples = 64
+  results = train.train_and_evaluate(config, tmp_path)
+  state, _ = checkpoints.load_latest(tmp_path)
+  model = models.build(config.model)
+  train_data, evals = pipeline.create(config.data, config.batch_size,
+                                      config.eval_batch_size, seed=config.seed)
+  to_model = prepare.from_config(config.data)
+  recomputed = precise_bn.make_recompute(model, to_model)(
+      {'params': state['params'], 'batch_stats': state['batch_stats']},
+      {k: jnp.asarray(v) for k, v in train_data.chunk(0, 2).items()})
+  eval_chunk = train.make_eval_chunk(model, losses.get(config.loss), to_model)
+  test_loss = lambda stats: metrics.finalize('test', jax.device_get(eval_chunk(
+      {'params': state['params'], 'batch_stats': stats},
+      {k: jnp.asarray(v) for k, v in evals['test'].chunk.items()})))['test/loss']
+  print(f'test loss: run {results["test/loss"]!r}, with recomputed '
+        f'statistics {test_loss(recomputed)!r}, with the running averages '
+        f'{test_loss(state["batch_stats"])!r}')
+  # The same computation compiled into two programs: float32 sums may run
+  # in another order, some 1e-7 relative each.
+  assert test_loss(recomputed) == pytest.approx(results["test/loss"], rel=1e-5)
+  assert abs(test_loss(state['batch_stats']) - results['test/loss']) > 1e-3

@@ -7,6 +7,7 @@ import pytest
 
 from research import losses
 from research import metrics
+from research.models.street_numbers import ConvLayer
 from research.models.street_numbers import StreetNumbers
 
 
@@ -31,9 +32,31 @@ def test_eleven_layers_follow_section_5_1():
   # 2x2 pools with strides 2, 1, 2, 1, ...: 54 -> 27 -> 27 -> 14 -> 14 -> 7 ...
   sizes = [inter[f'conv{i}']['relu'][0].shape[1] for i in range(2, 10)]
   assert sizes == [27, 27, 14, 14, 7, 7, 4, 4]
-  # The ninth layer stands for the paper's locally connected one: no pool.
+  # "eight convolutional hidden layers, one locally connected hidden layer,
+  # and two densely connected hidden layers": the ninth has a 5x5x192 window
+  # of weights of its own at each of the 4x4 positions, and no pool.
+  kinds = [next(iter(params[f'conv{i}'])) for i in range(1, 10)]
+  assert kinds == ['conv'] * 8 + ['local']
+  assert params['conv9']['local']['kernel'].shape == (4, 4, 5 * 5 * 192, 192)
   assert params['dense1']['dense']['kernel'].shape == (4 * 4 * 192, 3072)
   assert params['dense2']['dense']['kernel'].shape == (3072, 3072)
+
+
+def test_the_locally_connected_layer_tells_positions_apart():
+  """The same window at two positions gives the same output through a
+  convolution and different outputs through the locally connected layer."""
+  x = jnp.zeros((1, 4, 4, 8)).at[0, 0, 0].set(1.0).at[0, 3, 3].set(1.0)
+  for local, same in ((False, True), (True, False)):
+    layer = ConvLayer(4, local=local)
+    variables = layer.init(jax.random.key(0), x)
+    y = layer.apply(variables, x)
+    assert bool(jnp.allclose(y[0, 0, 0], y[0, 3, 3])) == same, local
+
+
+def test_a_shared_weight_ninth_layer_stays_selectable():
+  params, _, _ = _init(StreetNumbers(hidden_layers=11, width=0.125,
+                                     locally_connected=False))
+  assert [next(iter(params[f'conv{i}'])) for i in range(1, 10)] == ['conv'] * 9
 
 
 # Fig. 5's legend: 3-7 hidden layers have one fully connected layer, 8, 9

@@ -62,6 +62,12 @@ class Linear(nn.Module):
 NORMS = ('none', 'batch', 'layer', 'group')
 
 
+# The running averages' momentum: 0.9 follows a short CPU run's fast-changing
+# weights (flax's 0.99 lags about 100 steps); research/precise_bn.py can
+# replace them before each evaluation.
+BATCHNORM_MOMENTUM = 0.9
+
+
 class Norm(nn.Module):
   """A normalisation of a layer's pre-activations, or none.
 
@@ -82,9 +88,8 @@ class Norm(nn.Module):
     if self.kind == 'none':
       return x
     if self.kind == 'batch':
-      # 0.9: the running averages follow a short CPU run's fast-changing
-      # weights (flax's 0.99 lags about 100 steps).
-      return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+      return nn.BatchNorm(use_running_average=not train,
+                          momentum=BATCHNORM_MOMENTUM,
                           dtype=self.dtype, name='batch')(x)
     if self.kind == 'layer':
       return nn.LayerNorm(dtype=self.dtype, name='layer')(x)

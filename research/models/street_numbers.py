@@ -16,9 +16,12 @@ they are laid out as Fig. 5's legend says: nets of 3 to 7 hidden layers have
 one fully connected layer, those of 8 or more two; so the 3-layer net is two
 convolutions and one dense layer. Where the paper's 11-layer net has a
 locally connected layer (its 9th, on the 4x4 maps the eight pooled
-convolutions leave), this one has a ninth 192-unit convolution, unpooled like
-that layer; the subtractive normalisation is left out. `width` scales every
-layer's units, so a CPU can run the same architecture smaller.
+convolutions leave), so does this one (`locally_connected`, flax's
+ConvLocal: 5x5 windows, unpooled, weights unshared across positions, which
+lets it tell digit positions apart on maps where a stride-1 pool has merged
+neighbours); `locally_connected=False` makes it a shared-weight convolution.
+The subtractive normalisation is left out. `width` scales every layer's
+units, so a CPU can run the same architecture smaller.
 
 `norm` is not the paper's: 'none' (the paper) or a normalisation before every
 maxout and ReLU, convolutional and dense ('batch', 'layer', 'group'; see
@@ -51,24 +54,30 @@ def fig5_dense_layers(hidden_layers: int) -> int:
 
 
 class ConvLayer(nn.Module):
-  """A 5x5 convolution, optionally normalised (`norm`), then maxout over
-  `pieces` filters per unit (pieces > 1) or ReLU; activations sown as
-  'maxout' or 'pre_relu' and 'relu'."""
+  """A 5x5 convolution (or, `local`, a locally connected layer: the same
+  windows with weights of their own at each position), optionally normalised
+  (`norm`), then maxout over `pieces` filters per unit (pieces > 1) or ReLU;
+  activations sown as 'maxout' or 'pre_relu' and 'relu'."""
   units: int
   kernel: int = 5
   pieces: int = 1
   norm: str = 'none'
+  local: bool = False
   dtype: layers.Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
-    x = nn.Conv(self.units * self.pieces, (self.kernel, self.kernel),
-                padding='SAME', dtype=self.dtype,
-                use_bias=self.norm == 'none',  # a norm's shift replaces it
-                kernel_init=nn.initializers.variance_scaling(
-                    2.0, 'fan_in', 'normal'),
-                conv_general_dilated=fast_ops.conv_general_dilated,
-                name='conv')(x)
+    kwargs = dict(padding='SAME', dtype=self.dtype,
+                  use_bias=self.norm == 'none',  # a norm's shift replaces it
+                  kernel_init=nn.initializers.variance_scaling(
+                      2.0, 'fan_in', 'normal'))
+    if self.local:
+      x = nn.ConvLocal(self.units * self.pieces, (self.kernel, self.kernel),
+                       name='local', **kwargs)(x)
+    else:
+      x = nn.Conv(self.units * self.pieces, (self.kernel, self.kernel),
+                  conv_general_dilated=fast_ops.conv_general_dilated,
+                  name='conv', **kwargs)(x)
     x = layers.Norm(self.norm, dtype=self.dtype, name='norm')(x, train=train)
     if self.pieces == 1:
       return layers.relu(self, x)
@@ -90,6 +99,7 @@ class StreetNumbers(nn.Module):
   per_digit: bool = False   # one 10-way head: the per-digit (cropped) baseline
   num_classes: int = 10
   norm: str = 'none'        # none (the paper) | batch | layer | group
+  locally_connected: bool = True  # the layers after the 8 pooled convolutions
   dtype: layers.Dtype = 'float32'
 
   def num_dense(self) -> int:
@@ -113,9 +123,11 @@ class StreetNumbers(nn.Module):
     x = x.astype(dtype)
     for i, units in enumerate(self.conv_units()):
       # Maxout in the first layer only (section 5.1).
+      local = self.locally_connected and i >= PAPER_CONVS
       x = ConvLayer(units, self.kernel, self.maxout_pieces if i == 0 else 1,
-                    self.norm, dtype, name=f'conv{i + 1}')(x, train=train)
-      if i < PAPER_CONVS:  # the locally connected layer it stands for: no pool
+                    self.norm, local, dtype, name=f'conv{i + 1}')(x,
+                                                                  train=train)
+      if i < PAPER_CONVS:  # the locally connected layer is not pooled
         stride = 2 if i % 2 == 0 else 1
         x = fast_ops.max_pool(x, (2, 2), strides=(stride, stride),
                               padding='SAME')
