@@ -11,9 +11,19 @@ combination of values is a point, run as `python -m research.main` in
 WORKDIR/<key=value,...>. A point whose results.json exists is skipped; any
 other is (re)started with the same command, so a killed one resumes from its
 last checkpoint. Points run one at a time, or `--parallel=N` at a time with the
-machine's GPUs (or CPU cores) split between them; the runs die with the sweep.
-`--launcher=tpu` runs each point on its own Cloud TPU VM through launch/tpu.py
-(`--gcs_workdir` holds the runs; results.json comes back to WORKDIR/<point>).
+machine's GPUs (or CPU cores) split between them. SIGTERM or Ctrl-C to the
+sweep reaches every running point, which saves a checkpoint; the sweep waits
+for them and exits, and rerunning it resumes every point. A SIGKILLed sweep
+takes its runs with it.
+
+`--launcher=slurm` submits one Slurm job array instead, a task per unfinished
+point running launch/slurm.sbatch (so a preempted point requeues itself and
+resumes), at most `--parallel` at once when given, with `--slurm_flags` for
+sbatch (partition, time, GPUs), plus a job that writes the report when the
+array has finished. Rerunning the same command resubmits only the points
+without results. `--launcher=tpu` runs each point on its own Cloud TPU VM
+through launch/tpu.py (`--gcs_workdir` holds the runs; results.json comes
+back to WORKDIR/<point>).
 
 At the end, and with `--report_only` without running anything, every point's
 results go to WORKDIR/results.csv, WORKDIR/results.md and a plot (see
@@ -30,10 +40,12 @@ import signal
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 from absl import app
 from absl import flags
 
+from launch import slurm_array
 from launch import sweep_report
 from research import configlib
 from research import losses
@@ -47,9 +59,13 @@ _SWEEP = flags.DEFINE_string('sweep', None, 'A sweep the config declares, or '
                              "'key=v1,v2;key2=v3,v4'.", required=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'One subfolder per point, '
                                'and the tables and plot.', required=True)
-_PARALLEL = flags.DEFINE_integer('parallel', 1, 'Points run at once (local).')
-_LAUNCHER = flags.DEFINE_enum('launcher', 'local', ['local', 'tpu'],
+_PARALLEL = flags.DEFINE_integer('parallel', 1, 'Points run at once '
+                                 '(slurm: only when given; default all).')
+_LAUNCHER = flags.DEFINE_enum('launcher', 'local', ['local', 'slurm', 'tpu'],
                               'Where points run.')
+_SLURM_FLAGS = flags.DEFINE_string(
+    'slurm_flags', '', "launcher=slurm: sbatch flags for every point's task, "
+    "e.g. '--partition=gpu --gpus-per-node=1 --time=4:00:00'.")
 _GCS_WORKDIR = flags.DEFINE_string('gcs_workdir', None, 'launcher=tpu: gs:// '
                                    'folder for the points\' runs.')
 _TPU_FLAGS = flags.DEFINE_string(
@@ -159,49 +175,109 @@ def device_slots(parallel: int) -> list[dict]:
           for i in range(parallel)]
 
 
-def local_command(config: str, workdir: pathlib.Path, args: list) -> list:
+class Options(NamedTuple):
+  """The sweep's command line, read once in `main`."""
+  config: str
+  launcher: str = 'local'
+  parallel: int = 1
+  parallel_given: bool = False
+  vmap_seeds: bool = False
+  gcs_workdir: str | None = None
+  tpu_flags: str = ''
+  slurm_flags: str = ''
+  dry_run: bool = False
+  report_only: bool = False
+  metric: str | None = None
+  compare: tuple = ()
+
+
+class Job(NamedTuple):
+  """One run of the sweep: a point, or with --vmap_seeds a point's seeds."""
+  name: str
+  args: list       # --config.* of the run
+  workdir: pathlib.Path
+  points: list
+
+
+class Interrupted(Exception):
+  """The sweep was asked to stop; its running points saved checkpoints."""
+
+  def __init__(self, signum: int, stopped: int):
+    super().__init__(
+        f'Stopped by {signal.Signals(signum).name}: {stopped} running '
+        'point(s) saved a checkpoint. Rerun the same command to resume them '
+        'and run the rest.')
+    self.exit_code = 128 + signum
+
+
+def local_command(config: str, job: Job) -> list:
   return [sys.executable, '-m', 'research.main', f'--config={config}',
-          f'--workdir={workdir}', *args]
+          f'--workdir={job.workdir}', *job.args]
 
 
-def tpu_command(config: str, name: str, index: int, results_to, args: list):
-  gcs = _GCS_WORKDIR.value
+def tpu_command(opts: Options, job: Job, index: int) -> list:
+  gcs = opts.gcs_workdir
   if not gcs or not gcs.startswith('gs://'):
     raise SweepError('--launcher=tpu needs --gcs_workdir=gs://BUCKET/DIR.')
   vm = f'sweep-{index}-{os.getpid()}'
   return [sys.executable, '-m', 'launch.tpu', f'--name={vm}',
-          *_TPU_FLAGS.value.split(), f'--config={config}',
-          f'--workdir={gcs.rstrip("/")}/{name}', f'--results_to={results_to}',
-          *args]
+          *opts.tpu_flags.split(), f'--config={opts.config}',
+          f'--workdir={gcs.rstrip("/")}/{job.name}',
+          f'--results_to={job.workdir / "results.json"}', *job.args]
 
 
-def run_points(jobs: list, parallel: int) -> dict:
-  """Runs (name, argv, workdir) jobs, `parallel` at a time; {name: exit code}."""
-  slots = device_slots(parallel) if _LAUNCHER.value == 'local' else [
-      {'env': {}, 'cpus': None}] * parallel
-  pending, running, codes = list(jobs), {}, {}
-  while pending or running:
-    free = [i for i in range(len(slots)) if i not in running]
-    while pending and free:
-      name, argv, workdir = pending.pop(0)
-      i = free.pop(0)
-      slot = slots[i]
-      workdir.mkdir(parents=True, exist_ok=True)
-      log = open(workdir / 'sweep.log', 'a')
-      print(f'start {name}  (log: {workdir / "sweep.log"})', flush=True)
-      proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                              env={**os.environ, **slot['env']},
-                              preexec_fn=_die_with_parent_and_pin(slot['cpus']))
-      running[i] = (name, proc, log, time.time())
-    time.sleep(0.5)
-    for i, (name, proc, log, start) in list(running.items()):
-      if proc.poll() is not None:
-        log.close()
-        codes[name] = proc.returncode
-        state = 'done' if proc.returncode == 0 else (
-            f'FAILED (exit {proc.returncode})')
-        print(f'{state} {name} in {time.time() - start:.0f} s', flush=True)
-        del running[i]
+def run_points(commands: list, slots: list) -> dict:
+  """Runs (job, argv) pairs, one per slot at a time; {job name: exit code}.
+
+  SIGTERM or SIGINT stops starting points and passes SIGTERM to every
+  running one (each saves a checkpoint and exits); once all have exited,
+  raises Interrupted.
+  """
+  pending, running, codes, stop = list(commands), {}, {}, []
+
+  def on_signal(signum, frame):
+    del frame
+    if not stop:
+      print(f'{signal.Signals(signum).name}: stopping {len(running)} running '
+            'point(s) at their next step, each with a checkpoint', flush=True)
+    stop.append(signum)
+    for _, proc, _, _ in running.values():
+      if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+
+  previous = {s: signal.signal(s, on_signal)
+              for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    while (pending and not stop) or running:
+      free = [i for i in range(len(slots)) if i not in running]
+      while pending and free and not stop:
+        job, argv = pending.pop(0)
+        i = free.pop(0)
+        job.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(job.workdir / 'sweep.log', 'a')
+        print(f'start {job.name}  (log: {job.workdir / "sweep.log"})',
+              flush=True)
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **slots[i]['env']},
+            preexec_fn=_die_with_parent_and_pin(slots[i]['cpus']))
+        running[i] = (job.name, proc, log, time.time())
+      time.sleep(0.5)
+      for i, (name, proc, log, start) in list(running.items()):
+        if proc.poll() is not None:
+          log.close()
+          codes[name] = proc.returncode
+          state = 'done' if proc.returncode == 0 else (
+              f'FAILED (exit {proc.returncode})')
+          print(f'{state} {name} in {time.time() - start:.0f} s', flush=True)
+          del running[i]
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
+  if stop:
+    raise Interrupted(stop[0], sum(1 for c in codes.values()
+                                   if c in (128 + signal.SIGTERM,
+                                            128 + signal.SIGINT)))
   return codes
 
 
@@ -241,97 +317,119 @@ def main(argv):
   unknown = [a for a in argv[1:] if not a.startswith('--config.')]
   if unknown:
     raise app.UsageError(f'Unknown arguments: {" ".join(unknown)}')
+  opts = Options(
+      config=_CONFIG.value, launcher=_LAUNCHER.value, parallel=_PARALLEL.value,
+      parallel_given=flags.FLAGS['parallel'].present,
+      vmap_seeds=_VMAP_SEEDS.value, gcs_workdir=_GCS_WORKDIR.value,
+      tpu_flags=_TPU_FLAGS.value, slurm_flags=_SLURM_FLAGS.value,
+      dry_run=_DRY_RUN.value, report_only=_REPORT_ONLY.value,
+      metric=_METRIC.value, compare=tuple(_COMPARE.value))
+  workdir = pathlib.Path(_WORKDIR.value).resolve()
   try:
-    module, arg = load_config_module(_CONFIG.value)
+    module, arg = load_config_module(opts.config)
     sweep, grid = parse_grid(_SWEEP.value, module, arg)
     points = expand(grid)
     check_points(module, arg, extra, points)
-  except (SweepError, configlib.ConfigError) as e:
-    sys.exit(f'Error: {e}')
-  workdir = pathlib.Path(_WORKDIR.value).resolve()
-  try:
     with workdir_lib.lock(workdir_lib.prepare(workdir), 'launch.sweep'):
-      run_sweep(workdir, module, sweep, points, extra)
-  except workdir_lib.WorkdirError as e:
+      failed = run_sweep(opts, workdir, module, sweep, points, extra,
+                         sys.argv[1:])
+  except (SweepError, slurm_array.SlurmError, configlib.ConfigError,
+          workdir_lib.WorkdirError) as e:
     sys.exit(f'Error: {e}')
+  except Interrupted as e:
+    print(e, file=sys.stderr)
+    sys.exit(e.exit_code)
+  if failed:
+    sys.exit(failed)
 
 
 def _without_seed(point: dict) -> dict:
   return {k: v for k, v in point.items() if k != 'seed'}
 
 
-def point_dir(workdir: pathlib.Path, point: dict) -> pathlib.Path:
+def point_dir(opts: Options, workdir: pathlib.Path,
+              point: dict) -> pathlib.Path:
   """Where a point's run lives: WORKDIR/<point>, or with --vmap_seeds
   WORKDIR/<point less its seed>/seed=S (research/replicas.py's layout)."""
-  if _VMAP_SEEDS.value:
+  if opts.vmap_seeds:
     return (workdir / (point_name(_without_seed(point)) or 'all')
             / f'seed={point["seed"]}')
   return workdir / point_name(point)
 
 
-def jobs_of(workdir, points: list, extra: list) -> tuple[list, list]:
-  """(jobs (name, argv, workdir, points), names of finished points)."""
+def jobs_of(opts: Options, workdir, points: list,
+            extra: list) -> tuple[list, list]:
+  """(the jobs still to run, names of the points finished earlier)."""
   groups = {}
   for point in points:
-    key = point_name(_without_seed(point)) if _VMAP_SEEDS.value else (
+    key = point_name(_without_seed(point)) if opts.vmap_seeds else (
         point_name(point))
     groups.setdefault(key, []).append(point)
   jobs, done = [], []
-  for index, (name, group) in enumerate(groups.items()):
-    if all((point_dir(workdir, p) / 'results.json').exists() for p in group):
+  for name, group in groups.items():
+    if all((point_dir(opts, workdir, p) / 'results.json').exists()
+           for p in group):
       done.extend(point_name(p) for p in group)
       continue
-    if _VMAP_SEEDS.value:
+    if opts.vmap_seeds:
       seeds = ','.join(str(p['seed']) for p in group)
-      args = [*extra, *point_args(_without_seed(group[0])),
-              f'--config.seeds=({seeds},)']
-      jdir = workdir / (name or 'all')
+      jobs.append(Job(name or 'all', [
+          *extra, *point_args(_without_seed(group[0])),
+          f'--config.seeds=({seeds},)'], workdir / (name or 'all'), group))
     else:
-      args, jdir = [*extra, *point_args(group[0])], workdir / name
-    argv_ = (local_command(_CONFIG.value, jdir, args)
-             if _LAUNCHER.value == 'local' else
-             tpu_command(_CONFIG.value, name, index, jdir / 'results.json',
-                         args))
-    jobs.append((name or 'all', argv_, jdir, group))
+      jobs.append(Job(name, [*extra, *point_args(group[0])], workdir / name,
+                      group))
   return jobs, done
 
 
-def run_sweep(workdir, module, sweep, points, extra):
-  if _VMAP_SEEDS.value and (_LAUNCHER.value != 'local'
-                            or 'seed' not in points[0]):
-    sys.exit('Error: --vmap_seeds trains the seeds of each point together: '
-             'it needs a sweep over seed (seed=0,1,...) and the local '
-             'launcher.')
-  jobs, done = jobs_of(workdir, points, extra)
+def run_sweep(opts: Options, workdir, module, sweep, points, extra,
+              argv: list) -> str:
+  """Runs (or submits) the unfinished points and writes the report; returns
+  what failed, '' if nothing did. `argv`: the sweep's own flags."""
+  if opts.vmap_seeds and (opts.launcher != 'local' or 'seed' not in points[0]):
+    raise SweepError('--vmap_seeds trains the seeds of each point together: '
+                     'it needs a sweep over seed (seed=0,1,...) and the local '
+                     'launcher.')
+  jobs, done = jobs_of(opts, workdir, points, extra)
   print(f'sweep {sweep!r}: {len(points)} points, {len(done)} finished '
         f'earlier{" (skipped)" if done else ""}, {len(jobs)} to run'
-        + (' (seeds vmapped)' if _VMAP_SEEDS.value else ''), flush=True)
+        + (' (seeds vmapped)' if opts.vmap_seeds else ''), flush=True)
+  if opts.launcher == 'slurm' and not opts.report_only:
+    if jobs:
+      slurm_array.submit(opts, workdir, jobs, argv)
+      return ''
+  elif opts.dry_run:
+    for index, job in enumerate(jobs):
+      print(f'# {job.name}\n{" ".join(_argv(opts, job, index))}')
+    return ''
   codes = {}
-  if _DRY_RUN.value:
-    for name, argv_, _, _ in jobs:
-      print(f'# {name}\n{" ".join(argv_)}')
-    return
-  if not _REPORT_ONLY.value:
-    try:
-      job_codes = run_points([j[:3] for j in jobs], _PARALLEL.value)
-    except SweepError as e:
-      sys.exit(f'Error: {e}')
-    codes = {point_name(p): job_codes[name]
-             for name, _, _, group in jobs if name in job_codes
-             for p in group}
-  command = ' '.join(['python -m launch.sweep',
-                      *map(shlex.quote, sys.argv[1:])])
+  if not opts.report_only:
+    slots = (device_slots(opts.parallel) if opts.launcher == 'local'
+             else [{'env': {}, 'cpus': None}] * opts.parallel)
+    job_codes = run_points([(job, _argv(opts, job, i))
+                            for i, job in enumerate(jobs)], slots)
+    codes = {point_name(p): job_codes[job.name]
+             for job in jobs if job.name in job_codes for p in job.points}
+  command = shlex.join(['python', '-m', 'launch.sweep', *argv])
   report = sweep_report.write(workdir, sweep, points, point_name, module,
-                              _METRIC.value, command, _COMPARE.value, codes,
-                              lambda p: point_dir(workdir, p))
+                              opts.metric, command, opts.compare, codes,
+                              lambda p: point_dir(opts, workdir, p))
   print(report)
-  failed = [j for j in jobs if any(codes.get(point_name(p)) for p in j[3])]
-  if failed:
-    sys.exit(f'{len(failed)} run(s) failed:\n' + '\n'.join(
-        f'  {name}: {_last_error(jdir / "sweep.log")}'
-        for name, _, jdir, _ in failed)
-             + '\nFix what they say, then rerun the same command: finished '
-             'points are kept, the others start again or resume.')
+  failed = [job for job in jobs
+            if any(codes.get(point_name(p)) for p in job.points)]
+  if not failed:
+    return ''
+  return (f'{len(failed)} run(s) failed:\n' + '\n'.join(
+      f'  {job.name}: {_last_error(job.workdir / "sweep.log")}'
+      for job in failed)
+          + '\nFix what they say, then rerun the same command: finished '
+          'points are kept, the others start again or resume.')
+
+
+def _argv(opts: Options, job: Job, index: int) -> list:
+  if opts.launcher == 'tpu':
+    return tpu_command(opts, job, index)
+  return local_command(opts.config, job)
 
 
 if __name__ == '__main__':

@@ -7,8 +7,14 @@ run, fetch results, delete.
 
 Every worker of the slice runs the same command; JAX finds the other workers by
 itself (`jax.distributed.initialize()` on Cloud TPU). Keep the workdir on GCS:
-checkpoints live there, so after a spot preemption the same launch command
-resumes the run. `--dry_run` prints the gcloud commands instead of running them.
+checkpoints live there, so a run resumes wherever it stopped. With
+`--retries=N`, a VM preempted (or gone) while it copies, installs or runs is
+deleted and created again, up to N times, and the run resumes from its last
+checkpoint; without it, rerunning the same launch command does the same. The
+VM is deleted at the end, whatever happened, unless `--keep`. A gcloud step
+that fails (quota, no capacity, a bad flag) ends the launch with one
+paragraph: the step, gcloud's own message and what to do. `--dry_run` prints
+the gcloud commands instead of running them.
 
 Before the first gcloud call that costs money, everything that can be checked
 here is: every flag is known (a mistyped one is refused, not dropped), the VM
@@ -44,6 +50,8 @@ _VERSION = flags.DEFINE_string('version', 'tpu-ubuntu2204-base',
                                'TPU VM software version.')
 _SPOT = flags.DEFINE_bool('spot', False, 'Spot (preemptible) capacity.')
 _KEEP = flags.DEFINE_bool('keep', False, 'Do not delete the TPU VM at the end.')
+_RETRIES = flags.DEFINE_integer('retries', 0, 'Times to recreate a preempted '
+                                'VM and resume the run.', lower_bound=0)
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print the commands only.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'gs:// workdir of the run.',
                                required=True)
@@ -67,6 +75,92 @@ TYPE_RE = re.compile(r'v[0-9]+[a-z]*-[0-9]+')
 
 class LaunchError(ValueError):
   """A launch that would fail or run the wrong thing; says what to change."""
+
+
+# What a failed step leaves behind, and what to do about it.
+AFTER_FAILURE = {
+    'create': 'No VM was created. For quota or capacity ("Quota exceeded", '
+              '"no more capacity", "stockout") try another --zone or '
+              '--accelerator_type, --spot or not, or ask for quota.',
+    'copy': 'The run has not started.',
+    'install': 'The run has not started; the VM\'s log above says which '
+               'package failed.',
+    'run': 'The run\'s checkpoints stay in the workdir: rerun the same '
+           'command to resume it (--retries=N does so after preemptions).',
+    'fetch': 'The run finished; its results.json is in the workdir.',
+    'delete': 'The VM may still exist and cost money: delete it with the '
+              'command above.',
+}
+PREEMPTED_STATES = ('PREEMPTED', 'TERMINATED')
+
+
+class GcloudError(RuntimeError):
+  """A gcloud step failed; the message names it and quotes gcloud."""
+
+  def __init__(self, step: str, argv: list, message: str):
+    self.step = step
+    super().__init__(
+        f'The {step!r} step failed ({shlex.join(argv[:6])} ...): '
+        f'{message} {AFTER_FAILURE[step]}')
+
+
+def run_step(step: str, argv: list):
+  """Runs one gcloud step, its output streaming to this terminal; raises
+  GcloudError with gcloud's last ERROR line if it fails."""
+  print(f'== {step}', flush=True)
+  proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+  tail = []
+  for line in proc.stderr:
+    sys.stderr.write(line)
+    tail = (tail + [line.strip()])[-20:]
+  if proc.wait():
+    errors = [l for l in tail if l.startswith('ERROR:')]
+    message = (errors or [l for l in tail if l] or
+               [f'exit status {proc.returncode}'])[-1]
+    raise GcloudError(step, argv, message[:600])
+
+
+def vm_gone(describe: list) -> bool:
+  """Whether the VM was preempted or no longer exists."""
+  proc = subprocess.run(describe, capture_output=True, text=True, check=False)
+  if proc.returncode:
+    return 'NOT_FOUND' in proc.stderr or 'not found' in proc.stderr.lower()
+  return proc.stdout.strip() in PREEMPTED_STATES
+
+
+def launch(steps: dict, retries: int, keep: bool):
+  """create, copy, install, run, fetch; a preempted VM is recreated up to
+  `retries` times; the VM is deleted at the end unless `keep`."""
+  attempt = 0
+  while True:
+    run_step('create', steps['create'])  # on failure there is nothing to delete
+    try:
+      for step in ('copy', 'install', 'run'):
+        run_step(step, steps[step])
+    except GcloudError as e:
+      if attempt < retries and vm_gone(steps['describe']):
+        attempt += 1
+        print(f'== the VM was preempted during {e.step!r}: creating it again '
+              f'(retry {attempt} of {retries}); the run resumes from its '
+              'last checkpoint', flush=True)
+        subprocess.run(steps['delete'], check=False)
+        continue
+      _delete_unless(keep, steps)
+      raise
+    except BaseException:
+      _delete_unless(keep, steps)
+      raise
+    break
+  try:
+    run_step('fetch', steps['fetch'])
+  finally:
+    if not keep:
+      run_step('delete', steps['delete'])
+
+
+def _delete_unless(keep: bool, steps: dict):
+  if not keep:
+    subprocess.run(steps['delete'], check=False)
 
 
 def check_request():
@@ -148,6 +242,7 @@ def commands(run_args: list, archive: str, results_to: str) -> dict:
       'run': [*on_all, run],
       'fetch': ['gcloud', 'storage', 'cp', f'{_WORKDIR.value}/results.json',
                 results_to],
+      'describe': [*tpu, 'describe', *where, '--format=value(state)'],
       'delete': [*tpu, 'delete', *where, '--quiet'],
   }
 
@@ -170,14 +265,10 @@ def main(argv):
     for name, argv_ in steps.items():
       print(f'# {name}\n{shlex.join(argv_)}')
     return
-  subprocess.run(steps['create'], check=True)
   try:
-    for name in ('copy', 'install', 'run', 'fetch'):
-      print(f'== {name}', flush=True)
-      subprocess.run(steps[name], check=True)  # logs stream to this terminal
-  finally:
-    if not _KEEP.value:
-      subprocess.run(steps['delete'], check=False)
+    launch(steps, _RETRIES.value, _KEEP.value)
+  except GcloudError as e:
+    sys.exit(f'Error: {e}')
 
 
 CONFIG_ARGS = []  # --config and --config.* as given, for the remote command

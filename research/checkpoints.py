@@ -110,8 +110,9 @@ def latest_step(workdir) -> int | None:
 
 
 def load_latest(workdir) -> tuple[dict, int]:
-  """The newest checkpoint's train state as nested dicts of arrays, and its
-  step, for code that reads a finished run (tests, visualization)."""
+  """The newest checkpoint's train state as nested dicts of arrays on this
+  process's first device, and its step, for code that reads a finished run
+  (tests, visualization), whatever processes and devices saved it."""
   path = absolute(workdir) / 'checkpoints'
   with ocp.CheckpointManager(path) as manager:
     step = manager.latest_step()
@@ -121,7 +122,19 @@ def load_latest(workdir) -> tuple[dict, int]:
     _ignore_reads_left_in_flight()
     try:
       restored = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore()))
+          state=ocp.args.StandardRestore(_on_one_device(path / str(step)))))
     except Exception as e:  # Orbax/TensorStore raise many types for bad files
       raise _unreadable(path / str(step), e) from e
   return restored.state, step
+
+
+def _on_one_device(step_dir: epath.Path):
+  """The saved state's shapes and dtypes, placed on one local device: a
+  checkpoint written by several processes restores only with a target
+  (Orbax refuses the saved topology elsewhere)."""
+  metadata = ocp.StandardCheckpointHandler().metadata(step_dir / 'state')
+  tree = getattr(metadata, 'item_metadata', metadata)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+      getattr(tree, 'tree', tree))

@@ -23,7 +23,8 @@ def test_tpu_dry_run_prints_the_whole_pod_sequence():
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = proc.stdout.splitlines()
   steps = [line[2:] for line in lines if line.startswith('# ')]
-  assert steps == ['pack', 'create', 'copy', 'install', 'run', 'fetch', 'delete']
+  assert steps == ['pack', 'create', 'copy', 'install', 'run', 'fetch',
+                   'describe', 'delete']
   cmd = {name: shlex.split(lines[lines.index(f'# {name}') + 1])
          for name in steps[1:]}
   assert cmd['create'][:5] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'create']

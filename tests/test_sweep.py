@@ -1,6 +1,7 @@
 """launch/sweep.py: expanding a sweep, running it, surviving SIGKILL, and the
 table and plot it leaves."""
 import csv
+import re
 import os
 import signal
 import subprocess
@@ -113,3 +114,52 @@ def test_tpu_launcher_runs_each_point_through_launch_tpu(tmp_path):
   assert '--accelerator_type=v4-8' in first
   proc = dry_run()
   assert proc.returncode != 0 and '--gcs_workdir' in proc.stderr
+
+
+@pytest.mark.slow  # two sweeps of four short runs
+def test_sigterm_to_a_sweep_checkpoints_its_points_and_the_rerun_resumes(
+    tmp_path, mnist_data_dir):
+  """SIGTERM to a local sweep once both running points have a checkpoint:
+  each saves one where it stopped, the sweep exits 143, and rerunning it
+  ends every point as an uninterrupted sweep does."""
+  from tests.test_resume import assert_same_run
+  def run(workdir):
+    return subprocess.Popen(
+        [sys.executable, '-m', 'launch.sweep',
+         '--config=configs/mnist_nielsen.py:test',
+         "--sweep=optimizer.learning_rate=1.0,3.0;seed=0,1",
+         f'--workdir={workdir}', '--parallel=2', '--config.num_epochs=400',
+         '--config.checkpoint_every_epochs=5', '--config.eval_every_epochs=5',
+         f'--config.data.data_dir={mnist_data_dir}'],
+        cwd=REPO, env=dict(os.environ, JAX_PLATFORMS='cpu',
+                           TF_CPP_MIN_LOG_LEVEL='2'),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  whole, stopped = tmp_path / 'whole', tmp_path / 'stopped'
+  first = [stopped / f'learning_rate=1.0,seed={s}' for s in (0, 1)]
+  proc = run(stopped)
+  deadline = time.monotonic() + 300
+  while not all(any(p.name.isdigit() for p in (d / 'checkpoints').glob('*'))
+                for d in first):
+    assert proc.poll() is None and time.monotonic() < deadline
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  out = proc.communicate(timeout=120)[0]
+  assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+  assert 'Stopped by SIGTERM: 2 running point(s) saved a checkpoint' in out
+  for d in first:
+    log = (d / 'sweep.log').read_text()
+    step = re.search(r'Stopped by SIGTERM at step (\d+)', log)
+    assert step and (d / 'checkpoints' / step[1]).is_dir(), log[-2000:]
+    assert not (d / 'results.json').exists()
+  assert not (stopped / 'learning_rate=3.0,seed=0').exists()  # not started
+  rerun = run(stopped)
+  out = rerun.communicate(timeout=600)[0]
+  assert rerun.returncode == 0, out[-3000:]
+  uninterrupted = run(whole)
+  out = uninterrupted.communicate(timeout=600)[0]
+  assert uninterrupted.returncode == 0, out[-3000:]
+  for name in ('learning_rate=1.0,seed=0', 'learning_rate=1.0,seed=1',
+               'learning_rate=3.0,seed=0', 'learning_rate=3.0,seed=1'):
+    assert_same_run(whole / name, stopped / name, name)
+  assert 'Resumed from the checkpoint at step' in (
+      first[0] / 'sweep.log').read_text()
