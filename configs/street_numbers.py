@@ -31,9 +31,12 @@ Arguments (FILE:ARG):
   python -m launch.sweep --config=configs/street_numbers.py:mnist,batchnorm \
       --sweep=depth --workdir=runs/depth_batchnorm --parallel=2 \
       --config.data.manual_dir=../shared/data/mnist
-            expects test sequence accuracy 61% at 3 hidden layers, 82% at 5,
-            86% at 7, 85% at 9 and 79% at 11, 22-26 min a point on one core
-            (results/depth_batchnorm/, results/README.md).
+            gave test sequence accuracy (last step) 61% at 3 hidden layers,
+            82% at 5, 86% at 7, 85% at 9 and 79% at 11, 22-26 min a point on
+            one core (results/depth_batchnorm/, results/README.md), with a
+            convolution as the 11-layer net's 9th layer
+            (--config.model.locally_connected=False); the locally connected
+            default is not yet measured at this budget.
   'cropped' the per-digit baseline: one 10-way softmax on TFDS svhn_cropped
             (32x32 single digits, random 28x28 crops).
   'test'    a few steps of a small, narrow model on mnist_multidigit/small,
