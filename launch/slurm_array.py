@@ -80,7 +80,9 @@ def submit(opts, workdir: pathlib.Path, jobs: list, sweep_argv: list):
       sys.executable, '-m', 'launch.sweep',
       *[a for a in sweep_argv if a != '--dry_run'], '--report_only'])
   placement = [f for f in flags if f.split('=')[0] in _PLACEMENT]
-  report = ['sbatch', '--parsable', '--dependency=afterany:{array}',
+
+  def report(after: str) -> list:
+    return ['sbatch', '--parsable', f'--dependency=afterany:{after}',
             f'--job-name=sweep-{workdir.name}-report',
             f'--output={folder}/report-%j.log', *placement, '--wrap',
             f'cd {shlex.quote(str(pathlib.Path.cwd()))} && '
@@ -88,7 +90,7 @@ def submit(opts, workdir: pathlib.Path, jobs: list, sweep_argv: list):
   text = array_script(opts.config, jobs)
   if opts.dry_run:
     print(f'# {script}\n{text}# submit\n{shlex.join(array)}\n'
-          f'{shlex.join(report)}')
+          f'{shlex.join(report("ARRAY_JOB_ID"))}')
     return
   queued = still_queued(folder)
   if queued:
@@ -99,8 +101,7 @@ def submit(opts, workdir: pathlib.Path, jobs: list, sweep_argv: list):
   folder.mkdir(parents=True, exist_ok=True)
   script.write_text(text)
   array_id = _run(array, 'sbatch of the job array').split(';')[0]
-  report[2] = f'--dependency=afterany:{array_id}'
-  report_id = _run(report, 'sbatch of the report job').split(';')[0]
+  report_id = _run(report(array_id), 'sbatch of the report job').split(';')[0]
   (folder / 'job_ids').write_text(f'{array_id} {report_id}\n')
   print(f'Submitted job array {array_id} ({len(jobs)} points: '
         f'{", ".join(job.name for job in jobs)}) and job {report_id}, which '
