@@ -234,7 +234,7 @@ FRAMED_NUMBERS = {'mnist_multidigit': 64, 'svhn_full': 64}
 
 
 def _check_number_crop(data):
-  side = FRAMED_NUMBERS.get(data.name.split('/')[0].split(':')[0])
+  side = FRAMED_NUMBERS.get(str(data.name or '').split('/')[0])
   crop = data.crop_size or data.image_size
   if side is None or data.augment != 'random_crop' or crop >= side / 1.3:
     return
