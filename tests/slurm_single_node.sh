@@ -27,6 +27,7 @@ if ! pgrep -x munged >/dev/null; then  # one munged per host: reuse a running on
   started+=("$(pid_of /run/munge/munged.pid)")
 fi
 host=$(hostname -s)
+node=$(slurmd -C | head -1)  # before the config is rewritten: slurmd -C reads it
 cat > /etc/slurm/slurm.conf <<CONF
 ClusterName=test
 SlurmctldHost=${host}
@@ -48,7 +49,7 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 MpiDefault=none
 KillWait=30
-$(slurmd -C | head -1) State=UNKNOWN
+${node} State=UNKNOWN
 PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 CONF
 # State of its own: another cluster's (another ClusterName) stops slurmctld.
