@@ -13,17 +13,6 @@ xla_flags.apply()
 from tests.helpers import MNIST_FILES
 
 
-def pytest_collection_modifyitems(items):
-  """Under README's `pytest -n 2 --dist loadgroup` (pytest-xdist), each module
-  runs on one worker, so its module fixtures are built once, and so do all
-  the tests of the planted-digit nets (a session fixture that trains for
-  half a minute)."""
-  for item in items:
-    group = ('planted_nets' if 'planted_nets' in item.fixturenames
-             else item.module.__name__)
-    item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope='session')
 def mnist_data_dir(tmp_path_factory):
   """A TFDS data_dir with MNIST prepared offline from ../shared/data/mnist,

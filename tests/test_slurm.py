@@ -1,6 +1,7 @@
 """launch/slurm.sbatch and launch.sweep --launcher=slurm against a real
 one-node Slurm (tests/slurm_single_node.sh: Debian's slurmctld, slurmd and
-munge), started here and stopped at the end."""
+munge), started here and stopped at the end. README's `--dist loadfile` keeps
+both tests on one worker, so one cluster serves both."""
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import pytest
 from tests.helpers import REPO, read_jsonl, run_cli
 from tests.test_resume import assert_same_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('slurm')]
+pytestmark = pytest.mark.slow
 
 ARGS = ['--config.num_epochs=4', '--config.log_every_steps=50']
 CONFIG = 'configs/mnist_nielsen.py:test'
@@ -61,9 +62,10 @@ def _alive(pid: int) -> bool:
 
 
 def job(job_id: str) -> dict:
-  text = subprocess.run(['scontrol', 'show', 'job', job_id],
-                        capture_output=True, text=True, check=True).stdout
-  return dict(re.findall(r'(\w+)=(\S+)', text))
+  proc = subprocess.run(['scontrol', 'show', 'job', job_id],
+                        capture_output=True, text=True, check=False)
+  assert proc.returncode == 0, f'scontrol show job {job_id}: {proc.stderr}'
+  return dict(re.findall(r'(\w+)=(\S+)', proc.stdout))
 
 
 def wait_for(job_id: str, timeout: float = 420) -> dict:
