@@ -73,6 +73,8 @@ def get_config(arg=None):
   c.model.dense_layers = config_dict.placeholder(int)
   c.model.dense_units = 3072
   c.model.width = 1.0
+  # Set: the width of the convolutions on maps of 7x7 or less instead.
+  c.model.small_map_width = config_dict.placeholder(float)
   c.model.dropout = 0.2
   c.model.per_digit = False
   c.model.norm = 'none'  # the paper; batch | layer | group (layers.Norm)

@@ -69,11 +69,33 @@ def test_no_norm_is_the_paper_net_unchanged():
                  traverse_util.flatten_dict(variables['params']))
 
 
+def _units(model, size=54) -> list[int]:
+  """Output units of each hidden layer, read off the params' shapes."""
+  params = jax.eval_shape(lambda: _variables(model, size))['params']
+  convs = [params[f'conv{i + 1}'] for i in range(len(model.conv_units()))]
+  units = [next(iter(c.values()))['kernel'].shape[-1] for c in convs]
+  units[0] //= model.maxout_pieces
+  dense = [params[f'dense{i + 1}']['dense']['kernel'].shape
+           for i in range(model.num_dense())]
+  return units + [shape[-1] for shape in dense], dense[0][0]
+
+
 def test_width_scales_every_layer():
-  narrow = StreetNumbers(hidden_layers=11, width=0.125)
-  assert narrow.conv_units() == [6, 8, 16, 20, 24, 24, 24, 24, 24]
-  params = jax.eval_shape(lambda: _variables(narrow, 54))['params']
-  assert params['dense2']['dense']['kernel'].shape == (384, 384)
+  units, features = _units(StreetNumbers(hidden_layers=11, width=0.125))
+  assert units == [6, 8, 16, 20, 24, 24, 24, 24, 24, 384, 384]
+  assert features == 4 * 4 * 24
+
+
+def test_small_map_width_widens_only_the_convolutions_on_small_maps():
+  """At 54x54 the 6th convolution on read 7x7 or 4x4 maps; the layers
+  before them and the dense layers keep `width`."""
+  model = StreetNumbers(hidden_layers=11, width=0.125, small_map_width=0.5)
+  units, features = _units(model)
+  assert units == [6, 8, 16, 20, 24, 96, 96, 96, 96, 384, 384]
+  assert features == 4 * 4 * 96  # what the dense layers are handed
+  # At 16x16 the maps are small sooner: from the 4th convolution on (4x4).
+  units, _ = _units(model, size=16)
+  assert units[:9] == [6, 8, 16, 80, 96, 96, 96, 96, 96]
 
 
 def test_crop_size_crops_then_the_model_sees_image_size(multidigit_data_dir):

@@ -21,7 +21,10 @@ ConvLocal: 5x5 windows, unpooled, weights unshared across positions, which
 lets it tell digit positions apart on maps where a stride-1 pool has merged
 neighbours); `locally_connected=False` makes it a shared-weight convolution.
 The subtractive normalisation is left out. `width` scales every layer's
-units, so a CPU can run the same architecture smaller.
+units, so a CPU can run the same architecture smaller; `small_map_width`, if
+set, replaces it for the convolutions that read maps of 7x7 or less (the 6th
+on, at 54x54), where units cost few FLOPs: at an eighth of the width the
+11-layer net would otherwise hand only 4x4x24 features to its dense layers.
 
 `norm` is not the paper's: 'none' (the paper) or a normalisation before every
 maxout and ReLU, convolutional and dense ('batch', 'layer', 'group'; see
@@ -42,6 +45,7 @@ from research.models import layers
 
 CONV_UNITS = (48, 64, 128, 160, 192)  # then 192 for the rest (section 5.1)
 PAPER_CONVS = 8  # convolutions with pooling in the 11-layer net
+SMALL_MAP = 7    # `small_map_width` applies to convolutions on maps this small
 LENGTH_CLASSES = 7                     # 0..5 digits and "more than 5"
 # Fig. 5's legend: from this many hidden layers on, two fully connected
 # layers; below it, one.
@@ -92,6 +96,7 @@ class StreetNumbers(nn.Module):
   dense_layers: int | None = None  # None: Fig. 5's layout (fig5_dense_layers)
   dense_units: int = 3072
   width: float = 1.0        # multiplies every layer's units
+  small_map_width: float | None = None  # for convolutions on <= 7x7 maps
   maxout_pieces: int = 3
   kernel: int = 5
   dropout: float = 0.2
@@ -108,12 +113,12 @@ class StreetNumbers(nn.Module):
     return self.dense_layers
 
   def conv_units(self) -> list[int]:
+    """The paper's units of each convolution, before `width`."""
     convs = self.hidden_layers - self.num_dense()
     if convs < 1:
       raise ValueError(f'hidden_layers={self.hidden_layers} leaves no '
                        f'convolution under dense_layers={self.num_dense()}.')
-    return [max(1, round(CONV_UNITS[min(i, len(CONV_UNITS) - 1)] * self.width))
-            for i in range(convs)]
+    return [CONV_UNITS[min(i, len(CONV_UNITS) - 1)] for i in range(convs)]
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
@@ -121,7 +126,10 @@ class StreetNumbers(nn.Module):
     he = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
     drop = nn.Dropout(self.dropout, deterministic=not train)
     x = x.astype(dtype)
-    for i, units in enumerate(self.conv_units()):
+    for i, paper_units in enumerate(self.conv_units()):
+      small = self.small_map_width is not None and x.shape[1] <= SMALL_MAP
+      units = max(1, round(paper_units * (self.small_map_width if small
+                                          else self.width)))
       # Maxout in the first layer only (section 5.1).
       local = self.locally_connected and i >= PAPER_CONVS
       x = ConvLayer(units, self.kernel, self.maxout_pieces if i == 0 else 1,
