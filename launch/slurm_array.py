@@ -12,13 +12,15 @@ import shlex
 import subprocess
 import sys
 
+from research import errors
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # sbatch flags that the report job shares with the points' tasks: where it may
 # run and who pays, not what the points need (GPUs, time).
 _PLACEMENT = ('--partition', '-p', '--account', '-A', '--qos', '-q')
 
 
-class SlurmError(ValueError):
+class SlurmError(errors.UserError, ValueError):
   """Slurm refused or is absent; the message says what to change."""
 
 

@@ -48,6 +48,7 @@ from absl import flags
 from launch import slurm_array
 from launch import sweep_report
 from research import configlib
+from research import errors
 from research import losses
 from research import models
 from research import optim
@@ -84,7 +85,7 @@ _VMAP_SEEDS = flags.DEFINE_bool(
     'run goes to WORKDIR/<point>/seed=S.')
 
 
-class SweepError(ValueError):
+class SweepError(errors.UserError, ValueError):
   """A sweep that cannot be expanded; the message says what to change."""
 
 
@@ -333,8 +334,7 @@ def main(argv):
     with workdir_lib.lock(workdir_lib.prepare(workdir), 'launch.sweep'):
       failed = run_sweep(opts, workdir, module, sweep, points, extra,
                          sys.argv[1:])
-  except (SweepError, slurm_array.SlurmError, configlib.ConfigError,
-          workdir_lib.WorkdirError) as e:
+  except errors.UserError as e:
     sys.exit(f'Error: {e}')
   except Interrupted as e:
     print(e, file=sys.stderr)

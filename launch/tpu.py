@@ -41,6 +41,7 @@ from ml_collections import config_flags
 
 from research import cli
 from research import configlib
+from research import errors
 
 _NAME = flags.DEFINE_string('name', None, 'TPU VM name.', required=True)
 _ZONE = flags.DEFINE_string('zone', None, 'e.g. us-central2-b.', required=True)
@@ -73,7 +74,7 @@ ZONE_RE = re.compile(r'[a-z]+-[a-z]+[0-9]+-[a-z]')
 TYPE_RE = re.compile(r'v[0-9]+[a-z]*-[0-9]+')
 
 
-class LaunchError(ValueError):
+class LaunchError(errors.UserError, ValueError):
   """A launch that would fail or run the wrong thing; says what to change."""
 
 
@@ -94,7 +95,7 @@ AFTER_FAILURE = {
 PREEMPTED_STATES = ('PREEMPTED', 'TERMINATED')
 
 
-class GcloudError(RuntimeError):
+class GcloudError(errors.UserError, RuntimeError):
   """A gcloud step failed; the message names it and quotes gcloud."""
 
   def __init__(self, step: str, argv: list, message: str):
@@ -254,7 +255,7 @@ def main(argv):
     check_request()
     if not _DRY_RUN.value:
       check_offered_in_zone()
-  except (LaunchError, configlib.ConfigError) as e:
+  except errors.UserError as e:
     sys.exit(f'Error: {e}')
   archive = str(pathlib.Path(tempfile.gettempdir()) / f'{_NAME.value}.tar.gz')
   results_to = _RESULTS_TO.value or f'{_NAME.value}_results.json'
@@ -267,7 +268,7 @@ def main(argv):
     return
   try:
     launch(steps, _RETRIES.value, _KEEP.value)
-  except GcloudError as e:
+  except errors.UserError as e:
     sys.exit(f'Error: {e}')
 
 

@@ -11,12 +11,14 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from research import errors
+
 
 # Room a save needs beyond its arrays: Orbax's metadata files.
 SAVE_MARGIN_BYTES = 1 << 20
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(errors.UserError, RuntimeError):
   """A saved checkpoint cannot be restored; the message says what to do."""
 
 

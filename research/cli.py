@@ -12,6 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from research import configlib
+from research import errors
 
 
 def _config_file_error(e: SyntaxError) -> str:
@@ -36,10 +37,7 @@ def parse_flags(argv, known_only: bool = False):
     # ml_collections re-raises what loading the file raised, wrapped, and
     # sometimes as the same type with a longer message: the innermost one
     # says what went wrong.
-    chain = [e]
-    while chain[-1].__cause__ or chain[-1].__context__:
-      chain.append(chain[-1].__cause__ or chain[-1].__context__)
-    for cause in reversed(chain):
+    for cause in reversed(list(errors.causes(e))):
       if isinstance(cause, configlib.ConfigError):
         sys.exit(f'Error: {cause}')
       if isinstance(cause, SyntaxError):

@@ -12,8 +12,10 @@ import ml_collections
 from flax import traverse_util
 from ml_collections import config_dict
 
+from research import errors
 
-class ConfigError(ValueError):
+
+class ConfigError(errors.UserError, ValueError):
   """A config value the run cannot use; the message says what to change."""
 
 

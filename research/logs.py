@@ -25,18 +25,17 @@ import jax
 from absl import logging
 from etils import epath
 
+from research import errors
+
 EVENTS_NAME = 'events.out.tfevents.research'  # one file per run
 
 
 def disk_full(error: BaseException) -> bool:
   """Whether `error` or one it wraps (Orbax and TensorStore wrap OS errors
   in their own) is ENOSPC."""
-  while error is not None:
-    if ((isinstance(error, OSError) and error.errno == errno.ENOSPC)
-        or 'No space left on device' in str(error)):
-      return True
-    error = error.__cause__ or error.__context__
-  return False
+  return any((isinstance(e, OSError) and e.errno == errno.ENOSPC)
+             or 'No space left on device' in str(e)
+             for e in errors.causes(error))
 
 
 class QuietLibraries(std_logging.Filter):

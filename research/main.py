@@ -12,16 +12,12 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from research import checkpoints
 from research import cli
-from research import configlib
+from research import errors
 from research import logs
 from research import mesh
 from research import preemption
 from research import train
-from research import workdir
-from research.caffe import caffemodel
-from research.data import tfds_source
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, optionally with :ARG.',
@@ -38,13 +34,6 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
                                       'Processes in a multi-process run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None,
                                    'This process, 0..num_processes-1.')
-
-# Errors that mean "change your command", shown as one paragraph, not a trace.
-USER_ERRORS = (configlib.ConfigError, tfds_source.DataError,
-               mesh.ShardingError, train.TrainingError,
-               checkpoints.CheckpointError, workdir.WorkdirError,
-               caffemodel.CaffeError)
-
 
 def _quiet_disk_full(hook):
   """A threading.excepthook that leaves a full disk in Orbax's background
@@ -70,7 +59,7 @@ def main(argv):
   except preemption.Preempted as e:
     logging.warning('%s', e)
     sys.exit(e.exit_code)  # the shell's code for "ended by SIGTERM/SIGINT"
-  except USER_ERRORS as e:
+  except errors.UserError as e:  # one paragraph, not a traceback
     logging.error('%s', e)
     cli.exit_for_user_error(e)
 

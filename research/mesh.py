@@ -13,10 +13,12 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from research import errors
+
 DATA, MODEL = 'data', 'model'  # the mesh's axes
 
 
-class ShardingError(ValueError):
+class ShardingError(errors.UserError, ValueError):
   """A batch size the device count does not divide."""
 
 

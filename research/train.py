@@ -25,6 +25,7 @@ from flax.training import train_state
 
 from research import checkpoints
 from research import configlib
+from research import errors
 from research import init_from
 from research import logs
 from research import losses
@@ -42,7 +43,7 @@ from research.data import pipeline
 from research.data import prepare as prepare_lib
 
 
-class TrainingError(RuntimeError):
+class TrainingError(errors.UserError, RuntimeError):
   """Training cannot go on (e.g. the loss is no longer finite)."""
 
 
@@ -251,17 +252,12 @@ def _disk_full_error(workdir, step: int, error) -> TrainingError:
   last = checkpoints.latest_step(workdir)
   kept = (f'the checkpoint of step {last} is the newest complete one'
           if last is not None else 'no checkpoint was completed')
-  reason = next((str(e) for e in _chain(error) if isinstance(e, OSError)), '')
+  reason = next((str(e) for e in errors.causes(error)
+                 if isinstance(e, OSError)), '')
   return TrainingError(f'The disk holding {workdir} is full (at step '
                        f'{step}{": " + reason if reason else ""}): {kept}. '
                        'Free space there and rerun the same command to '
                        'resume.')
-
-
-def _chain(error):
-  while error is not None:
-    yield error
-    error = error.__cause__ or error.__context__
 
 
 def _train_and_evaluate(config, workdir, allow_config_change, mesh):

@@ -17,10 +17,12 @@ import socket
 
 from etils import epath
 
+from research import errors
+
 LOCK_NAME = '.lock'
 
 
-class WorkdirError(RuntimeError):
+class WorkdirError(errors.UserError, RuntimeError):
   """The workdir cannot be used; the message says what to do."""
 
 

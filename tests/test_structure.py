@@ -113,3 +113,17 @@ def test_the_library_imports_no_config_and_seeing_no_loop():
                    for m in imports), path
     if 'visualize' in path.parts:
       assert 'research.train' not in imports, path
+
+
+def test_every_error_class_a_command_may_meet_is_a_user_error():
+  """The commands print a research.errors.UserError as one paragraph and a
+  traceback for anything else; an error class of the library or the
+  launchers that does not derive from it would reach the user as a trace."""
+  loose = []
+  for path in [*(REPO / 'research').rglob('*.py'), *(REPO / 'launch').glob('*.py')]:
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.ClassDef) and node.name.endswith('Error'):
+        bases = {ast.unparse(b) for b in node.bases}
+        if node.name != 'UserError' and 'errors.UserError' not in bases:
+          loose.append(f'{path.relative_to(REPO)}:{node.lineno} {node.name}')
+  assert not loose, loose

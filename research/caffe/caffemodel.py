@@ -13,12 +13,13 @@ import dataclasses
 import numpy as np
 from google.protobuf import message as protobuf_message
 
+from research import errors
 from research.caffe import proto
 
 _V1_NAMES = {v: k for k, v in proto.V1_TYPES.items()}
 
 
-class CaffeError(ValueError):
+class CaffeError(errors.UserError, ValueError):
   """A file that is not the caffemodel asked for; the message says why."""
 
 

@@ -12,10 +12,12 @@ import difflib
 import functools
 import pathlib
 
+from research import errors
+
 _FILE = pathlib.Path(__file__).with_name('imagenet_classes.tsv')
 
 
-class ClassNameError(ValueError):
+class ClassNameError(errors.UserError, ValueError):
   """A class name or index that ImageNet does not have."""
 
 

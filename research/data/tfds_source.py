@@ -13,10 +13,11 @@ import re
 from absl import logging
 import numpy as np
 
+from research import errors
 from research.data import reachability
 
 
-class DataError(RuntimeError):
+class DataError(errors.UserError, RuntimeError):
   """The dataset cannot be loaded; the message says what to change."""
 
 

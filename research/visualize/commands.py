@@ -20,11 +20,9 @@ import numpy as np
 from absl import logging
 
 from research import checkpoints
-from research import configlib
+from research import errors
 from research import workdir as workdir_lib
-from research.caffe import caffemodel
 from research.data import imagenet_classes
-from research.data import tfds_source
 from research.visualize import attribution
 from research.visualize import dream
 from research.visualize import examples
@@ -38,19 +36,18 @@ DEMO_CONFIG = 'configs/mnist_convnet.py:quick'
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-class LayerError(ValueError):
+class LayerError(errors.UserError, ValueError):
   """A layer flag names no activation of the network."""
 
 
-class OptionsError(ValueError):
+class OptionsError(errors.UserError, ValueError):
   """Flags that do not fit together; the message says what to pass."""
 
 
 # Errors that mean "change your command", shown as one line, not a trace.
-USER_ERRORS = (FileNotFoundError, LayerError, OptionsError,
-               configlib.ConfigError, tfds_source.DataError,
-               checkpoints.CheckpointError, caffemodel.CaffeError,
-               imagenet_classes.ClassNameError, workdir_lib.WorkdirError)
+# An image or a file named on the command line that is not there is the
+# user's to fix, too.
+USER_ERRORS = (errors.UserError, FileNotFoundError)
 DREAM_LAYER = 'inception_4c/output'  # google/deepdream's, where a net has it
 # The classes command's default for ImageNet nets (1000 classes would take
 # hours on a CPU): the articles' dumbbells, and a few more.
