@@ -30,7 +30,6 @@ results go to WORKDIR/results.csv, WORKDIR/results.md and a plot (see
 launch/sweep_report.py).
 """
 import ctypes
-import importlib.util
 import itertools
 import os
 import pathlib
@@ -87,22 +86,6 @@ _VMAP_SEEDS = flags.DEFINE_bool(
 
 class SweepError(errors.UserError, ValueError):
   """A sweep that cannot be expanded; the message says what to change."""
-
-
-def load_config_module(spec: str):
-  """(module, arg) of 'configs/X.py[:ARG]'."""
-  path, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location(
-      pathlib.Path(path).stem, path)
-  if module_spec is None or not os.path.exists(path):
-    raise SweepError(f'No config file {path!r}; pass --config=configs/X.py.')
-  module = importlib.util.module_from_spec(module_spec)
-  try:
-    module_spec.loader.exec_module(module)
-  except SyntaxError as e:
-    raise SweepError(f'The config file {path}:{e.lineno} has a syntax error: '
-                     f'{e.msg}. Fix that line of the file.') from None
-  return module, arg or None
 
 
 def parse_grid(sweep: str, module, arg) -> tuple[str, dict]:
@@ -327,7 +310,7 @@ def main(argv):
       metric=_METRIC.value, compare=tuple(_COMPARE.value))
   workdir = pathlib.Path(_WORKDIR.value).resolve()
   try:
-    module, arg = load_config_module(opts.config)
+    module, arg = configlib.config_module(opts.config)
     sweep, grid = parse_grid(_SWEEP.value, module, arg)
     points = expand(grid)
     check_points(module, arg, extra, points)

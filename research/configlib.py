@@ -6,7 +6,9 @@ mistyped `--config.a.b=v` is refused by ml_collections instead of silently ignor
 """
 import ast
 import difflib
+import importlib.util
 import math
+import pathlib
 
 import ml_collections
 from flax import traverse_util
@@ -255,6 +257,23 @@ def choose(kind: str, name: str, choices) -> None:
   hint = f' Did you mean {close[0]!r}?' if close else ''
   raise ConfigError(f'Unknown {kind} {name!r}.{hint} Known: '
                     f'{", ".join(sorted(choices))}.')
+
+
+def config_module(spec: str):
+  """(module, arg) of 'configs/X.py[:ARG]': the config file run as a module,
+  for its get_config(arg) and get_sweeps(arg)."""
+  path, _, arg = str(spec).partition(':')
+  if not pathlib.Path(path).is_file():
+    raise ConfigError(f'No config file {path!r}; pass --config=configs/X.py.')
+  module_spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem,
+                                                       path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ConfigError(f'The config file {path}:{e.lineno} has a syntax error: '
+                      f'{e.msg}. Fix that line of the file.') from None
+  return module, arg or None
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:

@@ -1,13 +1,13 @@
 """What the tests share: paths, running a command as a user would, reading
 what a run wrote, loading a config file, an index.html's links."""
 import html.parser
-import importlib.util
 import json
 import os
 import pathlib
 import subprocess
 import sys
 
+from research import configlib
 from research import xla_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -36,10 +36,7 @@ def read_jsonl(path) -> list:
 
 def load_config(name, arg=None):
   """configs/NAME.py's get_config(arg)."""
-  spec = importlib.util.spec_from_file_location(name, REPO / 'configs' /
-                                                f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module, _ = configlib.config_module(REPO / 'configs' / f'{name}.py')
   return module.get_config(arg)
 
 

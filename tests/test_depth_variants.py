@@ -19,16 +19,11 @@ from research.data import pipeline
 from research.data import prepare
 from research.models import layers
 from research.models.street_numbers import StreetNumbers
-from tests.helpers import REPO
+from tests.helpers import load_config
 
 
 def _config(arg='test'):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      'street_numbers', REPO / 'configs' / 'street_numbers.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_config('street_numbers', arg)
 
 
 def _variables(model, size=32):

@@ -11,13 +11,14 @@ import time
 import pytest
 
 from launch import sweep
+from research import configlib
 from tests.helpers import REPO
 
 CONFIG = 'configs/street_numbers.py:test'
 
 
 def test_declared_and_written_out_sweeps_expand_to_every_combination():
-  module, arg = sweep.load_config_module(str(REPO / CONFIG))
+  module, arg = configlib.config_module(REPO / CONFIG)
   name, grid = sweep.parse_grid('depth', module, arg)
   assert name == 'depth' and grid == {'model.hidden_layers': [3, 4],
                                       'seed': [0]}
