@@ -52,11 +52,7 @@ def get_config(arg=None):
   c.data.pixel_scale = 255.0
   c.data.pixel_mean = common.IMAGENET_MEAN_RGB
 
-  c.loss = 'softmax_cross_entropy'
-  c.optimizer.name = 'momentum'
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 5e-4
-  c.optimizer.learning_rate = 0.01
+  common.sgd_momentum(c, learning_rate=0.01, weight_decay=5e-4)  # section 5
   c.optimizer.plateau.factor = 0.1
   c.optimizer.plateau.patience = 5
   c.optimizer.plateau.metric = 'validation/accuracy'
@@ -65,11 +61,6 @@ def get_config(arg=None):
 
   if arg.mnist:
     common.upscaled_mnist(c, MNIST_SIZE)
-    c.model.weight_init = 'he'
-    c.num_epochs = 2
-    c.eval_every_epochs = 0.25
-    c.checkpoint_every_epochs = 0.25
-    c.eval_batch_size = 500
   if arg.prepared:
     common.prepared_imagenet(c)
   if arg.test:

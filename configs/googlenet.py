@@ -41,11 +41,7 @@ def get_config(arg=None):
 
   common.streamed_imagenet(c, 224, 'crop_flip', eval_crops=1)
 
-  c.loss = 'softmax_cross_entropy'
-  c.optimizer.name = 'momentum'
-  c.optimizer.momentum = 0.9
-  c.optimizer.learning_rate = 0.01
-  c.optimizer.weight_decay = 2e-4
+  common.sgd_momentum(c, learning_rate=0.01, weight_decay=2e-4)
   c.optimizer.schedule.name = 'exponential'
   c.optimizer.schedule.decay_rate = 0.96       # -4% ...
   c.optimizer.schedule.decay_every_epochs = 8  # ... every 8 epochs
@@ -53,13 +49,7 @@ def get_config(arg=None):
 
   if arg.mnist:
     common.upscaled_mnist(c, MNIST_SIZE)
-    # After 30-40 steps of 128: 'lecun' 10.6% test (chance), 'he' 19.8%.
-    c.model.weight_init = 'he'
     c.batch_size = 32  # Caffe's bvlc_googlenet batch: 4x the updates per epoch
-    c.num_epochs = 2
-    c.eval_every_epochs = 0.25
-    c.checkpoint_every_epochs = 0.25
-    c.eval_batch_size = 500
   if arg.prepared:
     common.prepared_imagenet(c)
   if arg.test:
