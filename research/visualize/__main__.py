@@ -47,8 +47,8 @@ from research import cli
 from research import logs
 from research.visualize import commands
 
-COMMANDS = ('classify', 'classes', 'channels', 'dream', 'zoom',
-            'zeiler_fergus', 'demo')
+# classify prints; the others draw pictures; demo draws all of them.
+COMMANDS = ('classify', *commands.COMMANDS, 'demo')
 
 flags.DEFINE_string('workdir', None, 'A run written by research.main.')
 flags.DEFINE_string('weights', None, 'A BVLC caffemodel: bvlc_alexnet or '
