@@ -181,13 +181,19 @@ def _due(step: int, interval: int, total_steps: int) -> bool:
   return step % interval == 0 or step == total_steps
 
 
-def _check_same_experiment(config, workdir, allow_config_change: bool):
-  """Refuses to resume a workdir that holds a run of another config."""
+def _config_changes(workdir, config) -> list[str] | None:
+  """What `config` changes against the config.json saved in `workdir`
+  (None: none is saved there)."""
   path = workdir / 'config.json'
   if not path.exists():
-    return
-  changed = configlib.differences(json.loads(path.read_text()),
-                                  json.loads(config.to_json_best_effort()))
+    return None
+  return configlib.differences(json.loads(path.read_text()),
+                               json.loads(config.to_json_best_effort()))
+
+
+def _check_same_experiment(config, workdir, allow_config_change: bool):
+  """Refuses to resume a workdir that holds a run of another config."""
+  changed = _config_changes(workdir, config)
   if changed and not allow_config_change:
     raise configlib.ConfigError(
         f'{workdir} holds a run of a different config ({"; ".join(changed)}). '
@@ -225,11 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def _finished(workdir, config) -> dict | None:
   """The results of a run that finished in `workdir` with this very config:
   its results.json, whose step is its newest checkpoint's."""
-  results, saved = workdir / 'results.json', workdir / 'config.json'
-  if not (results.exists() and saved.exists()):
-    return None
-  if configlib.differences(json.loads(saved.read_text()),
-                           json.loads(config.to_json_best_effort())):
+  results = workdir / 'results.json'
+  if not results.exists() or _config_changes(workdir, config) != []:
     return None
   results = json.loads(results.read_text())
   return results if checkpoints.latest_step(workdir) == results['step'] else None
