@@ -7,9 +7,9 @@ in Python, gradients summed, then w <- w - eta/m * sum. Timed beside Nielsen's
 file it took the same time per epoch; his file is not vendored.
 
 benchmarks/mnist_epoch.py times it in the same run as the JAX epoch but in a
-process of its own, with only numpy loaded: in the benchmark's process, beside
-JAX and TensorFlow, an epoch took 3.15 s against 2.21 s alone (single-threaded
-BLAS; 2.50 s with numpy's default two threads).
+process of its own, with only numpy loaded: beside JAX's and TensorFlow's
+threads numpy's epoch is slower than it is for a user of network.py
+(results/README.md, 2026-11-30).
 
   python -m benchmarks.numpy_network --data=FILE.npz [--epochs=1]
 

@@ -1,7 +1,7 @@
-"""The reference issue 4's AlexNet speed target quotes: the same layers in
-PyTorch on the CPU, batch 32, fp32, one full training step (forward, backward,
-SGD with momentum and weight decay), so a machine can be compared with the one
-the target was set on (PyTorch 2.13: 18.4 images/s there).
+"""AlexNet's speed reference: the same layers in PyTorch on the CPU, batch 32,
+fp32, one full training step (forward, backward, SGD with momentum and weight
+decay), so this codebase's research.bench can be held against PyTorch on the
+same machine (results/README.md has both).
 
   pip install torch==2.13.0   # not in requirements.txt: only this script uses it
   python -m benchmarks.torch_alexnet [--steps=5] [--rounds=2]

@@ -69,7 +69,8 @@ def get_config(arg=None):
   c.model.name = 'street_numbers'
   c.model.hidden_layers = 11
   # None: Fig. 5's layout (one fully connected layer at 3-7 hidden layers,
-  # two from 8 on); 2 gives every depth two, as this repo did before.
+  # two from 8 on); 2 gives every depth two, a variant that isolates depth
+  # in the convolutions.
   c.model.dense_layers = config_dict.placeholder(int)
   c.model.dense_units = 3072
   c.model.width = 1.0

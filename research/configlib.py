@@ -1,8 +1,9 @@
 """The keys every experiment config has, and the checks run before training.
 
 Experiment configs in `configs/` start from `base()` and override what their
-paper specifies; the training loop reads nothing that is not declared here, so a
-mistyped `--config.a.b=v` is refused by ml_collections instead of silently ignored.
+paper specifies; the training loop reads nothing that is not declared here or,
+for `config.model`, by the config (its model's fields), so a mistyped
+`--config.a.b=v` is refused by ml_collections instead of silently ignored.
 """
 import ast
 import difflib
@@ -30,6 +31,7 @@ def base() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.name = config_dict.placeholder(str)  # a key of research.models.REGISTRY
+  # The model's other keys are declared by each config: its model's fields.
 
   # Devices as a (data, model) mesh: the batch splits over devices // model;
   # model = 2 puts each of AlexNet's towers on its own device, as on the
@@ -37,39 +39,7 @@ def base() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.model = 1
 
-  c.data = ml_collections.ConfigDict()
-  c.data.name = config_dict.placeholder(str)   # a TFDS name, or an in-memory source
-  c.data.data_dir = config_dict.placeholder(str)    # TFDS data_dir; None: TFDS default
-  c.data.manual_dir = config_dict.placeholder(str)  # original download files, offline
-  c.data.train_split = 'train'
-  c.data.eval_splits = ml_collections.ConfigDict({'test': 'test'})
-  # Undo TFDS's hash shuffle so 'train[:50000]' means the file's first 50,000.
-  c.data.restore_file_order = False
-  # Big sets (ImageNet) stream through tf.data with the papers' augmentation;
-  # small ones are held in memory. See research/data/pipeline.py.
-  c.data.streaming = False
-  # ImageNet from its prepared store (research/data/prepared.py: squares of
-  # 256 built once, read by index; augmentation as streamed, but cheap).
-  c.data.prepared = False
-  # Side of the square images the model sees; 0: as stored. Streamed: the crop
-  # (224, AlexNet 227); in memory: stored images are resized to it on the device.
-  c.data.image_size = 0
-  c.data.channels = 0            # 3 repeats a grey channel (MNIST into RGB nets)
-  # Model input = pixel_scale * stored/255 - pixel_mean (per channel). AlexNet
-  # (section 2) sees raw 0..255 values minus the training set's mean: its
-  # N(0, 0.01) weights keep no signal from inputs 255 times smaller.
-  c.data.pixel_scale = 1.0
-  c.data.pixel_mean = ()
-  c.data.resize_to = 256         # streamed: shorter side, then central square
-  # Training augmentation. Streamed: none | crop_flip | alexnet; in memory:
-  # none | random_crop (random crops, centre crops in evaluation, of side
-  # crop_size, resized on the device to image_size; crop_size 0: image_size).
-  c.data.augment = 'none'
-  c.data.crop_size = 0
-  # Subtract each image's own mean (Goodfellow et al. 2013, section 5.1).
-  c.data.subtract_image_mean = False
-  c.data.eval_crops = 1          # streamed eval: 1 (centre) or 10 (AlexNet 4.1)
-  c.data.shuffle_buffer = 10_000
+  c.data = _data()
 
   # Weights to start from: a BVLC .caffemodel (research/caffe) or the workdir
   # of an earlier run (research/init_from.py); None: the model's own init.
@@ -83,43 +53,108 @@ def base() -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000    # global; eval sets are padded and masked to it
   c.num_epochs = 1.0          # 0: only evaluate (e.g. imported weights)
 
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = 'sgd'    # sgd | momentum | nesterov | adam | adamw | rmsprop
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.momentum = 0.9  # momentum, nesterov, rmsprop
-  c.optimizer.b1 = 0.9        # adam, adamw
-  c.optimizer.b2 = 0.999
-  c.optimizer.eps = 1e-8
+  c.optimizer = _optimizer()
+  c.early_stopping = _early_stopping()
+  _cadence(c)
+  return c
+
+
+def _data() -> ml_collections.ConfigDict:
+  """Where the examples come from and what is done to them."""
+  d = ml_collections.ConfigDict()
+  d.name = config_dict.placeholder(str)   # a TFDS name, or an in-memory source
+  d.data_dir = config_dict.placeholder(str)    # TFDS data_dir; None: TFDS default
+  d.manual_dir = config_dict.placeholder(str)  # original download files, offline
+  d.train_split = 'train'
+  d.eval_splits = ml_collections.ConfigDict({'test': 'test'})
+  # Undo TFDS's hash shuffle so 'train[:50000]' means the file's first 50,000.
+  d.restore_file_order = False
+  # Big sets (ImageNet) stream through tf.data with the papers' augmentation;
+  # small ones are held in memory. See research/data/pipeline.py.
+  d.streaming = False
+  # ImageNet from its prepared store (research/data/prepared.py: squares of
+  # 256 built once, read by index; augmentation as streamed, but cheap).
+  d.prepared = False
+  # Side of the square images the model sees; 0: as stored. Streamed: the crop
+  # (224, AlexNet 227); in memory: stored images are resized to it on the device.
+  d.image_size = 0
+  d.channels = 0            # 3 repeats a grey channel (MNIST into RGB nets)
+  # Model input = pixel_scale * stored/255 - pixel_mean (per channel). AlexNet
+  # (section 2) sees raw 0..255 values minus the training set's mean: its
+  # N(0, 0.01) weights keep no signal from inputs 255 times smaller.
+  d.pixel_scale = 1.0
+  d.pixel_mean = ()
+  d.resize_to = 256         # streamed: shorter side, then central square
+  # Training augmentation. Streamed: none | crop_flip | alexnet; in memory:
+  # none | random_crop (random crops, centre crops in evaluation, of side
+  # crop_size, resized on the device to image_size; crop_size 0: image_size).
+  d.augment = 'none'
+  d.crop_size = 0
+  # Subtract each image's own mean (Goodfellow et al. 2013, section 5.1).
+  d.subtract_image_mean = False
+  d.eval_crops = 1          # streamed eval: 1 (centre) or 10 (AlexNet 4.1)
+  d.shuffle_buffer = 10_000
+  return d
+
+
+def _optimizer() -> ml_collections.ConfigDict:
+  """The update rule, its learning-rate schedule and the plateau rule."""
+  o = ml_collections.ConfigDict()
+  o.name = 'sgd'    # sgd | momentum | nesterov | adam | adamw | rmsprop
+  o.learning_rate = 0.1
+  o.momentum = 0.9  # momentum, nesterov, rmsprop
+  o.b1 = 0.9        # adam, adamw
+  o.b2 = 0.999
+  o.eps = 1e-8
   # L2 on kernels, added to the gradient: w <- w - lr * (g + weight_decay * w),
   # as in Nielsen ch.3 (weight_decay = lambda / n) and AlexNet section 5.
-  c.optimizer.weight_decay = 0.0
-  c.optimizer.schedule = ml_collections.ConfigDict()
-  c.optimizer.schedule.name = 'constant'  # constant | cosine | exponential | piecewise
-  c.optimizer.schedule.warmup_epochs = 0.0
-  c.optimizer.schedule.decay_rate = 1.0         # exponential: factor per decay_every_epochs
-  c.optimizer.schedule.decay_every_epochs = 1.0
-  c.optimizer.schedule.boundaries_epochs = ()   # piecewise: lr *= scales[i] at each
-  c.optimizer.schedule.scales = ()
+  o.weight_decay = 0.0
+  o.schedule = _schedule()
+  o.plateau = _plateau()
+  return o
 
-  # Multiply the learning rate by `factor` when `metric` has not improved for
-  # `patience` evals (Nielsen ch.3: halve it after 10 epochs without progress;
-  # AlexNet section 5: divide by 10). Training ends once the multiplier falls
-  # below `min_scale` (Nielsen: 1/128). factor = 1 turns this off. Here and in
-  # early stopping, a change of at most `min_delta` is not an improvement.
-  c.optimizer.plateau = ml_collections.ConfigDict()
-  c.optimizer.plateau.factor = 1.0
-  c.optimizer.plateau.patience = 10
-  c.optimizer.plateau.metric = 'validation/accuracy'
-  c.optimizer.plateau.mode = 'max'
-  c.optimizer.plateau.min_scale = 0.0
-  c.optimizer.plateau.min_delta = 0.0
 
-  c.early_stopping = ml_collections.ConfigDict()
-  c.early_stopping.metric = 'validation/accuracy'
-  c.early_stopping.mode = 'max'
-  c.early_stopping.patience = 0  # evaluations without improvement; 0 = never stop
-  c.early_stopping.min_delta = 0.0
+def _schedule() -> ml_collections.ConfigDict:
+  """The learning rate as a function of the step (research/optim.py)."""
+  s = ml_collections.ConfigDict()
+  s.name = 'constant'  # constant | cosine | exponential | piecewise
+  s.warmup_epochs = 0.0
+  s.decay_rate = 1.0         # exponential: factor per decay_every_epochs
+  s.decay_every_epochs = 1.0
+  s.boundaries_epochs = ()   # piecewise: lr *= scales[i] at each
+  s.scales = ()
+  return s
 
+
+def _plateau() -> ml_collections.ConfigDict:
+  """Multiply the learning rate by `factor` when `metric` has not improved for
+  `patience` evals (Nielsen ch.3: halve it after 10 epochs without progress;
+  AlexNet section 5: divide by 10). Training ends once the multiplier falls
+  below `min_scale` (Nielsen: 1/128). factor = 1 turns this off. Here and in
+  early stopping, a change of at most `min_delta` is not an improvement."""
+  p = ml_collections.ConfigDict()
+  p.factor = 1.0
+  p.patience = 10
+  p.metric = 'validation/accuracy'
+  p.mode = 'max'
+  p.min_scale = 0.0
+  p.min_delta = 0.0
+  return p
+
+
+def _early_stopping() -> ml_collections.ConfigDict:
+  """Ending training when a metric stops improving (research/stop_rules.py)."""
+  e = ml_collections.ConfigDict()
+  e.metric = 'validation/accuracy'
+  e.mode = 'max'
+  e.patience = 0  # evaluations without improvement; 0 = never stop
+  e.min_delta = 0.0
+  return e
+
+
+def _cadence(c: ml_collections.ConfigDict):
+  """How often the loop logs, evaluates and saves, and how many steps one
+  compiled call runs."""
   c.log_every_steps = 100
   c.eval_every_epochs = 1.0
   # > 0: evaluate with BatchNorm statistics recomputed over this many training
@@ -128,7 +163,6 @@ def base() -> ml_collections.ConfigDict:
   c.checkpoint_every_epochs = 1.0
   c.keep_checkpoints = 2
   c.steps_per_call = 1000   # most steps compiled into one lax.scan call
-  return c
 
 
 def _need(condition: bool, message: str):

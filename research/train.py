@@ -50,11 +50,11 @@ class TrainingError(errors.UserError, RuntimeError):
 class TrainState(train_state.TrainState):
   """flax's TrainState whose updates keep its arrays' shardings.
 
-  Without the constraint XLA picks the updated state's shardings itself: with
-  a 'model' axis it split replicated params (conv3, fc6) over it, and the
-  step, compiled for the old placement, refused the new one. `shardings`
-  holds one sharding per leaf, in leaf order (a tuple: static fields must
-  hash); None leaves the choice to XLA.
+  Left alone, XLA may place the updated state differently from the state it
+  was given (on a 'model' axis it may split replicated params over it), and a
+  step compiled for one placement refuses the other: the update is
+  constrained to `shardings`, one sharding per leaf in leaf order (a tuple:
+  static fields must hash); None leaves the choice to XLA.
   """
   shardings: tuple | None = flax.struct.field(pytree_node=False, default=None)
   # The model's BatchNorm running averages ({} for models without BatchNorm).
@@ -137,9 +137,8 @@ def make_train_chunk(model, loss_fn, aux_loss_weight: float = 0.0,
   @functools.partial(jax.jit, donate_argnums=0)
   def train_chunk(state, batches, key):
     if batches['label'].shape[0] == 1:
-      # No loop: XLA's CPU convolutions inside a while loop ran several times
-      # slower, research/xla_flags.py or not (results/README.md,
-      # 2026-11-23), so conv nets use steps_per_call=1.
+      # No loop: XLA's CPU convolutions run several times slower inside a
+      # while loop, so conv nets use steps_per_call=1 (results/README.md).
       state, loss = step(state, {**jax.tree.map(lambda x: x[0], batches),
                                  'key': key})
       return state, loss[None]
