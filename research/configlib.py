@@ -163,6 +163,10 @@ def _cadence(c: ml_collections.ConfigDict):
   c.checkpoint_every_epochs = 1.0
   c.keep_checkpoints = 2
   c.steps_per_call = 1000   # most steps compiled into one lax.scan call
+  # > 0: trace at least this many training steps (whole chunks, the first
+  # that compile none) with jax.profiler into WORKDIR/profile (README:
+  # "Profiling").
+  c.profile = 0
 
 
 def _need(condition: bool, message: str):
@@ -185,6 +189,9 @@ def validate(config: ml_collections.ConfigDict):
   _need(math.isfinite(config.num_epochs) and config.num_epochs >= 0,
         f'config.num_epochs is {config.num_epochs!r}; it must be a positive '
         'number, or 0 to only evaluate (--config.num_epochs=X).')
+  _need(isinstance(config.profile, int) and config.profile >= 0,
+        f'config.profile is {config.profile!r}; it must be a number of steps '
+        'to trace, or 0 for none (--config.profile=N).')
   for key in ('eval_every_epochs', 'checkpoint_every_epochs'):
     value = config[key]
     _need(math.isfinite(value) and value > 0,

@@ -172,10 +172,11 @@ def progress(step: int, total: int, steps_per_epoch: int, loss: float,
   """One line: where the run is, its loss, its speed and how long is left
   (`chrono`: the run's research/stopwatch.Stopwatch)."""
   logging.info('step %d/%d (epoch %.2f) loss %.4f | %s examples/s | '
-               'input %.0f%% of time | %s left', step, total,
-               step / steps_per_epoch, loss,
+               'input %.0f%% of time | evals %s, saves %s | %s left', step,
+               total, step / steps_per_epoch, loss,
                f'{chrono.examples_per_second:,.0f}',
-               100 * chrono.data_wait_share,
+               100 * chrono.data_wait_share, _duration(chrono.eval_seconds),
+               _duration(chrono.checkpoint_seconds),
                _duration(chrono.seconds_left(examples_left)))
 
 

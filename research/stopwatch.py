@@ -1,4 +1,5 @@
-"""Where a run's time goes: compiling, training, and feeding input.
+"""Where a run's time goes: compiling, training, feeding input, evaluating
+and saving checkpoints.
 
 One object keeps all of it (as big_vision's `Chrono` does), saved with every
 checkpoint and restored on resume, so results.json reports the whole run's
@@ -8,10 +9,18 @@ reports what the run measured, not zeros).
 Training time is the wall time of the loop's chunks, compiling excluded. The
 next chunk's input is fetched while the devices run the current one, so the
 share of training time spent fetching input bounds how long the devices can
-have waited for it.
+have waited for it. Evaluation and checkpoint time is the wall time the loop
+spends on them (for a checkpoint: until Orbax has taken the arrays, and at the
+end until the last save is committed).
 """
 import contextlib
 import time
+
+# The keys of results.json and metrics.jsonl that measure time: the only ones
+# in which two runs of the same config (a resumed one, seeds trained together)
+# may differ.
+TIMINGS = ('examples_per_second', 'data_wait_share', 'train_seconds',
+           'compile_seconds', 'eval_seconds', 'checkpoint_seconds')
 
 
 class Stopwatch:
@@ -22,23 +31,33 @@ class Stopwatch:
     self.compile_seconds = saved.get('compile_seconds', 0.0)
     self.data_seconds = saved.get('data_seconds', 0.0)
     self.examples = saved.get('examples', 0)
+    self.eval_seconds = saved.get('eval_seconds', 0.0)
+    self.checkpoint_seconds = saved.get('checkpoint_seconds', 0.0)
 
   def state(self) -> dict:
     return {'train_seconds': self.train_seconds,
             'compile_seconds': self.compile_seconds,
-            'data_seconds': self.data_seconds, 'examples': self.examples}
+            'data_seconds': self.data_seconds, 'examples': self.examples,
+            'eval_seconds': self.eval_seconds,
+            'checkpoint_seconds': self.checkpoint_seconds}
 
   @contextlib.contextmanager
+  def _adding_to(self, name: str):
+    start = time.perf_counter()
+    yield
+    setattr(self, name, getattr(self, name) + time.perf_counter() - start)
+
   def compiling(self):
-    start = time.perf_counter()
-    yield
-    self.compile_seconds += time.perf_counter() - start
+    return self._adding_to('compile_seconds')
 
-  @contextlib.contextmanager
   def input(self):
-    start = time.perf_counter()
-    yield
-    self.data_seconds += time.perf_counter() - start
+    return self._adding_to('data_seconds')
+
+  def evaluating(self):
+    return self._adding_to('eval_seconds')
+
+  def saving(self):
+    return self._adding_to('checkpoint_seconds')
 
   @contextlib.contextmanager
   def chunk(self, examples: int):

@@ -35,6 +35,7 @@ from research import models
 from research import optim
 from research import precise_bn
 from research import preemption
+from research import profiling
 from research import replicas as replicas_lib
 from research import stop_rules
 from research import stopwatch
@@ -351,6 +352,10 @@ def _train(configs, replicas, mesh, source) -> list:
 
   def evaluate(variables) -> list:
     """Each replica's metrics on every eval split."""
+    with chrono.evaluating():
+      return _evaluate(variables)
+
+  def _evaluate(variables) -> list:
     if recompute_stats:
       if not stats_batches:  # the first steps' batches: a fixed set of images
         steps = -(-config.precise_bn_examples // config.batch_size)
@@ -399,6 +404,7 @@ def _train(configs, replicas, mesh, source) -> list:
 
   def run_chunk(state, batches):
     length = batches['label'].shape[int(replicas.vmapped)]  # steps
+    trace.before_chunk(compiles=length not in compiled)
     if length not in compiled:
       with chrono.compiling():
         compiled[length] = train_chunk.lower(state, batches,
@@ -412,6 +418,7 @@ def _train(configs, replicas, mesh, source) -> list:
 
   step, eval_metrics, batches = int(state.step.reshape(-1)[0]), [], None
   notice = preemption.Notice(step)
+  trace = profiling.Trace(replicas.workdirs[0], config.profile, is_writer)
   try:
     try:
       while step < total_steps and not all(r.stopped for r in rules):
@@ -423,6 +430,7 @@ def _train(configs, replicas, mesh, source) -> list:
           following = _next_stop(stop, intervals, total_steps)
           batches = load(stop, following) if stop < total_steps else None
           step_losses = np.asarray(jax.device_get(step_losses))
+        trace.after_chunk(stop - step)
         for losses_i in step_losses.reshape(len(configs), -1):
           _check_finite(losses_i, step, ckpts[0])
         step = stop
@@ -444,16 +452,19 @@ def _train(configs, replicas, mesh, source) -> list:
         signum = notice.reached(step) if step < total_steps else None
         if (_due(step, intervals['checkpoint'], total_steps)
             or any(r.stopped for r in rules) or signum):
-          for i, ckpt in enumerate(ckpts):
-            ckpt.save(step, replicas.take(state, i), loop_state(i))
+          with chrono.saving():
+            for i, ckpt in enumerate(ckpts):
+              ckpt.save(step, replicas.take(state, i), loop_state(i))
         if signum:
           raise preemption.Preempted(
               f'Stopped by {signal.Signals(signum).name} at step {step} and '
               'saved a checkpoint there; rerun the same command to resume.',
               signum)
     finally:
-      for ckpt in ckpts:
-        ckpt.close()  # waits for the last save to be committed
+      trace.stop()
+      with chrono.saving():
+        for ckpt in ckpts:
+          ckpt.close()  # waits for the last save to be committed
   except Exception as e:  # pylint: disable=broad-except
     if logs.disk_full(e):
       raise _disk_full_error(replicas.workdirs[0], step, e) from e
@@ -476,6 +487,8 @@ def _train(configs, replicas, mesh, source) -> list:
         'compile_seconds': chrono.compile_seconds,
         'examples_per_second': chrono.examples_per_second,
         'data_wait_share': chrono.data_wait_share,
+        'eval_seconds': chrono.eval_seconds,
+        'checkpoint_seconds': chrono.checkpoint_seconds,
     }
     if is_writer:
       try:

@@ -11,10 +11,9 @@ import pytest
 
 from research import configlib
 from research import replicas
+from research import stopwatch
 from tests.helpers import REPO, load_config, read_jsonl, run_cli
 
-TIMING = ('examples_per_second', 'data_wait_share', 'train_seconds',
-          'compile_seconds')
 
 
 def _sweep(workdir, data_dir, *flags):
@@ -30,7 +29,8 @@ def _sweep(workdir, data_dir, *flags):
 
 
 def _strip(rows):
-  return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+  return [{k: v for k, v in r.items() if k not in stopwatch.TIMINGS}
+          for r in rows]
 
 
 @pytest.mark.slow  # 2 minutes on 2 cores

@@ -14,6 +14,7 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from research import checkpoints
+from research import stopwatch
 from tests.helpers import REPO, read_jsonl
 
 # Momentum, a plateau schedule and early stopping: a resume must restore the
@@ -57,15 +58,13 @@ def wait_for_first_checkpoint(proc, workdir):
     time.sleep(0.005)
 
 
-TIMING = ('examples_per_second', 'data_wait_share', 'train_seconds',
-          'compile_seconds')
 
 
 def assert_same_run(a, b, message=''):
   """Everything but the timings: results.json (the best evaluation and
   the early stop included), every metrics row and the final params."""
   results = [{k: v for k, v in json.loads((d / 'results.json').read_text())
-              .items() if k not in TIMING} for d in (a, b)]
+              .items() if k not in stopwatch.TIMINGS} for d in (a, b)]
   assert results[0] == results[1], message
   params = [traverse_util.flatten_dict(checkpoints.load_latest(d)[0]['params'],
                                        sep='/') for d in (a, b)]
@@ -73,8 +72,8 @@ def assert_same_run(a, b, message=''):
   for name in params[0]:
     np.testing.assert_array_equal(params[0][name], params[1][name],
                                   f'{name} {message}')
-  strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING}
-                        for r in rows]
+  strip = lambda rows: [{k: v for k, v in r.items()
+                         if k not in stopwatch.TIMINGS} for r in rows]
   assert strip(read_jsonl(a / 'metrics.jsonl')) == strip(
       read_jsonl(b / 'metrics.jsonl')), message
 
@@ -152,7 +151,7 @@ def _scalars(workdir) -> dict:
   accumulator = event_accumulator.EventAccumulator(str(workdir))
   accumulator.Reload()
   return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
-          for tag in accumulator.Tags()['scalars'] if tag not in TIMING}
+          for tag in accumulator.Tags()['scalars'] if tag not in stopwatch.TIMINGS}
 
 
 @pytest.mark.slow  # a minute of random kills

@@ -123,3 +123,27 @@ def test_allow_config_change_continues_through_the_cli(tmp_path):
   evals = [r['step'] for r in read_jsonl(tmp_path / 'metrics.jsonl')
            if 'test/accuracy' in r]
   assert evals[-1] == 400 and len(evals) == len(set(evals))  # each step once
+
+
+def test_profile_traces_the_compiled_step_and_evals_and_saves_are_timed(
+    tmp_path, mnist_data_dir):
+  """--config.profile=N: a Perfetto trace in WORKDIR/profile of steps after
+  compilation, naming the training chunk's compiled function; results.json
+  and the progress line carry the evaluation and checkpoint seconds."""
+  import gzip
+  proc = run_cli('--config=configs/mnist_nielsen.py:test',
+                 f'--config.data.data_dir={mnist_data_dir}', '--config.profile=50',
+                 f'--workdir={tmp_path}')
+  traces = list((tmp_path / 'profile').rglob('perfetto_trace.json.gz'))
+  assert len(traces) == 1, list((tmp_path / 'profile').rglob('*'))
+  trace = json.loads(gzip.decompress(traces[0].read_bytes()))
+  events = trace['traceEvents'] if isinstance(trace, dict) else trace
+  names = {e.get('name', '') for e in events}
+  assert any('train_chunk' in n for n in names), sorted(names)[:50]
+  # Compilation is not traced: XLA's compile passes would name themselves.
+  assert not any('Compile' in n for n in names), [n for n in names if 'Compile' in n]
+  results = json.loads((tmp_path / 'results.json').read_text())
+  print({k: round(results[k], 3) for k in ('train_seconds', 'eval_seconds',
+                                            'checkpoint_seconds')})
+  assert results['eval_seconds'] > 0 and results['checkpoint_seconds'] > 0
+  assert 'evals 0m' in proc.stderr and 'saves 0m' in proc.stderr
