@@ -31,7 +31,7 @@ from research import losses
 from research import mesh as mesh_lib
 from research import models
 from research import optim
-from research import train
+from research import steps
 from research.data import pipeline
 from configs import mnist_nielsen
 
@@ -48,13 +48,13 @@ def jax_epochs(config, arrays, num_epochs):
   model = models.build(config.model)
   tx, _ = optim.create(config.optimizer, data.steps_per_epoch,
                        data.steps_per_epoch * num_epochs)
-  state = train.create_train_state(model, tx, jax.random.key(0),
+  state = steps.create_train_state(model, tx, jax.random.key(0),
                                    arrays['image'][:1], mesh)
   chunk = config.steps_per_call
   key = jax.random.key(1)
   first = mesh_lib.to_global(data.chunk(0, chunk), sharding)
   start = time.perf_counter()
-  step_fn = train.make_train_chunk(model, losses.get(config.loss)).lower(
+  step_fn = steps.make_train_chunk(model, losses.get(config.loss)).lower(
       state, first, key).compile()
   compile_s = time.perf_counter() - start
   epoch_s = []

@@ -38,7 +38,7 @@ from research import losses
 from research import mesh as mesh_lib
 from research import models
 from research import optim
-from research import train
+from research import steps
 from research.data import prepare as prepare_lib
 from research.models import street_numbers
 
@@ -70,9 +70,9 @@ def jax_step(depth: int):
   images, labels = random_batch(np.random.default_rng(0))
   batches = mesh_lib.to_global({'image': images[None], 'label': labels[None]},
                                mesh_lib.stacked_batches(mesh))
-  state = train.create_train_state(model, tx, jax.random.key(0),
+  state = steps.create_train_state(model, tx, jax.random.key(0),
                                    np.asarray(prepare(images[:1])), mesh)
-  chunk = train.make_train_chunk(model, losses.get(config.loss), 0.0,
+  chunk = steps.make_train_chunk(model, losses.get(config.loss), 0.0,
                                  prepare).lower(state, batches,
                                                 jax.random.key(1)).compile()
   holder = [state]

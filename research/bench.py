@@ -33,7 +33,7 @@ from absl import flags
 from research import losses
 from research import mesh as mesh_lib
 from research import models
-from research import train
+from research import steps
 
 _MODEL = flags.DEFINE_string('model', 'alexnet', 'A key of models.REGISTRY.')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Global batch size.')
@@ -98,13 +98,13 @@ def run(model, dtype, size, mesh):
   batches = mesh_lib.to_global({'image': images, 'label': labels},
                                mesh_lib.stacked_batches(mesh))
   tx = optax.sgd(0.01, momentum=0.9)
-  state = train.create_train_state(model, tx, jax.random.key(0), images[0, :1],
+  state = steps.create_train_state(model, tx, jax.random.key(0), images[0, :1],
                                    mesh)
   params = sum(x.size for x in jax.tree.leaves(state.params))
   key = jax.random.key(1)
   # One step per call, as configs of convolutional nets run (steps_per_call=1).
   loss = 'sequence_log_likelihood' if sequence else 'softmax_cross_entropy'
-  chunk = train.make_train_chunk(model, losses.get(loss),
+  chunk = steps.make_train_chunk(model, losses.get(loss),
                                  aux_loss_weight=0.3)
   start = time.perf_counter()
   lowered = chunk.lower(state, batches, key)

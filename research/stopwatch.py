@@ -19,8 +19,8 @@ import time
 # The keys of results.json and metrics.jsonl that measure time: the only ones
 # in which two runs of the same config (a resumed one, seeds trained together)
 # may differ.
-TIMINGS = ('examples_per_second', 'data_wait_share', 'train_seconds',
-           'compile_seconds', 'eval_seconds', 'checkpoint_seconds')
+TIMINGS = ('train_seconds', 'compile_seconds', 'examples_per_second',
+           'data_wait_share', 'eval_seconds', 'checkpoint_seconds')
 
 
 class Stopwatch:

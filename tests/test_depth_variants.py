@@ -14,6 +14,7 @@ from research import losses
 from research import metrics
 from research import models
 from research import precise_bn
+from research import steps
 from research import train
 from research.data import pipeline
 from research.data import prepare
@@ -132,7 +133,7 @@ def test_batchnorm_net_trains_evaluates_and_resumes(tmp_path,
   _, evals = pipeline.create(config.data, config.batch_size,
                              config.eval_batch_size, seed=0)
   batches = {k: jnp.asarray(v) for k, v in evals['test'].chunk.items()}
-  eval_chunk = train.make_eval_chunk(
+  eval_chunk = steps.make_eval_chunk(
       model, losses.get(config.loss),
       prepare.make_prepare(subtract_image_mean=True))
   test_loss = lambda stats: metrics.finalize('test', jax.device_get(eval_chunk(
@@ -197,7 +198,7 @@ def test_precise_bn_evaluates_with_recomputed_statistics(tmp_path,
   recomputed = precise_bn.make_recompute(model, to_model)(
       {'params': state['params'], 'batch_stats': state['batch_stats']},
       {k: jnp.asarray(v) for k, v in train_data.chunk(0, 2).items()})
-  eval_chunk = train.make_eval_chunk(model, losses.get(config.loss), to_model)
+  eval_chunk = steps.make_eval_chunk(model, losses.get(config.loss), to_model)
   test_loss = lambda stats: metrics.finalize('test', jax.device_get(eval_chunk(
       {'params': state['params'], 'batch_stats': stats},
       {k: jnp.asarray(v) for k, v in evals['test'].chunk.items()})))['test/loss']

@@ -129,7 +129,7 @@ def test_training_loss_adds_weighted_aux_losses():
   (GoogLeNet: 0.3, section 5), and evaluation ignores them."""
   import flax.linen as nn
   import optax
-  from research import losses, mesh, train
+  from research import losses, mesh, steps
 
   class WithAux(nn.Module):
     @nn.compact
@@ -142,12 +142,12 @@ def test_training_loss_adds_weighted_aux_losses():
   model, loss_fn = WithAux(), losses.get('softmax_cross_entropy')
   images = jnp.asarray(np.random.default_rng(0).random((1, 4, 5), np.float32))
   labels = jnp.array([[0, 1, 2, 1]], jnp.int32)
-  new_state = lambda: train.create_train_state(
+  new_state = lambda: steps.create_train_state(
       model, optax.sgd(0.0), jax.random.key(0), images[0, :1], mesh.make_mesh())
   params = new_state().params
   batches = {'image': images, 'label': labels}
   key = jax.random.key(1)
-  loss = lambda weight: float(train.make_train_chunk(model, loss_fn, weight)(
+  loss = lambda weight: float(steps.make_train_chunk(model, loss_fn, weight)(
       new_state(), batches, key)[1][0])
   main = jnp.mean(loss_fn(model.apply({'params': params}, images[0]), labels[0]))
   aux = jnp.mean(loss_fn(images[0] @ params['aux']['kernel']

@@ -16,7 +16,7 @@ from research import losses
 from research import mesh as mesh_lib
 from research import models
 from research import optim
-from research import train
+from research import steps as steps_lib
 from research.data.idx import read_idx
 from tests.helpers import MNIST_FILES
 from tests.helpers import REPO
@@ -54,7 +54,7 @@ def test_jax_step_is_network_py_update():
   images, labels = _mnist(0, steps * batch)
   model = models.build(config.model)
   tx, _ = optim.create(config.optimizer, steps, steps)
-  state = train.create_train_state(model, tx, jax.random.key(0), images[:batch],
+  state = steps_lib.create_train_state(model, tx, jax.random.key(0), images[:batch],
                                    mesh_lib.make_mesh())
   layers = ('dense0', 'output')
   net = numpy_network.NumpyNetwork([784, 30, 10], np.random.default_rng(0))
@@ -62,7 +62,7 @@ def test_jax_step_is_network_py_update():
   net.biases = [np.asarray(state.params[k]['bias'], np.float64)[:, None]
                 for k in layers]
   before = [w.copy() for w in net.weights]
-  state, _ = train.make_train_chunk(model, losses.get(config.loss))(
+  state, _ = steps_lib.make_train_chunk(model, losses.get(config.loss))(
       state, {'image': images.reshape(steps, batch, 28, 28, 1),
               'label': labels.reshape(steps, batch)}, jax.random.key(1))
   examples = numpy_network.examples(images, labels)

@@ -50,7 +50,7 @@ def _alexnet_case() -> dict:
   from research import losses
   from research import mesh as mesh_lib
   from research import models
-  from research import train
+  from research import steps
 
   model = models.AlexNet(num_classes=10)  # 67x67 is the smallest input
   rng = np.random.default_rng(0)
@@ -61,9 +61,9 @@ def _alexnet_case() -> dict:
 
   def two_steps(mesh):
     with jax.set_mesh(mesh):
-      state = train.create_train_state(model, tx, jax.random.key(0),
+      state = steps.create_train_state(model, tx, jax.random.key(0),
                                        images[0, 0, :1], mesh)
-      chunk = train.make_train_chunk(model,
+      chunk = steps.make_train_chunk(model,
                                      losses.get('softmax_cross_entropy'))
       batches = [mesh_lib.to_global({'image': i, 'label': l},
                                     mesh_lib.stacked_batches(mesh))
