@@ -6,8 +6,9 @@ r"""AlexNet on ImageNet: Krizhevsky, Sutskever, Hinton 2012, sections 4 and 5.
 Data (section 4.1): images rescaled to a shorter side of 256 and centre-cropped
 to 256x256; training takes random 227x227 patches (227 gives the paper's 55x55
 conv1 maps), their horizontal reflections and PCA colour noise (4.1, alpha ~
-N(0, 0.1)); validation averages the softmax over 10 patches (corners, centre
-and their reflections).
+N(0, 0.1)); the test averages the softmax over 10 patches (corners, centre
+and their reflections): 'validation_10crop', at the end of training, while
+'validation' scores the centre patch every epoch for the learning-rate rule.
 Training (section 5): SGD, batch 128, momentum 0.9, weight decay 5e-4; learning
 rate 0.01, divided by 10 when the validation error stops improving, three times
 before training ends; about 90 epochs.
@@ -45,8 +46,14 @@ def get_config(arg=None):
   c.model.towers = 2
   c.model.lrn = 'paper'  # 'caffe' for BVLC's weights (set by init_from)
 
-  # Section 2 and 4.1: 227 crops of 256, flips, PCA colour; 10-crop test.
-  common.streamed_imagenet(c, 227, 'alexnet', eval_crops=10)
+  # Section 2 and 4.1: 227 crops of 256, flips, PCA colour; 10-crop test,
+  # ten times the centre crop's cost, at the end only.
+  common.streamed_imagenet(c, 227, 'alexnet', eval_crops=1)
+  c.evals = {
+      'validation': {'type': 'classification', 'split': 'validation',
+                     'every_epochs': 1.0},
+      'validation_10crop': {'type': 'ten_crop', 'split': 'validation',
+                            'every_epochs': 0.0}}
   # Section 2: raw pixel values minus the mean over the training set (these
   # are ImageNet's per-channel means).
   c.data.pixel_scale = 255.0
@@ -61,6 +68,7 @@ def get_config(arg=None):
 
   if arg.mnist:
     common.upscaled_mnist(c, MNIST_SIZE)
+    c.evals = {}  # config.data.eval_splits: validation and test
   if arg.prepared:
     common.prepared_imagenet(c)
   if arg.test:

@@ -163,6 +163,9 @@ def _cadence(c: ml_collections.ConfigDict):
   c.checkpoint_every_epochs = 1.0
   c.keep_checkpoints = 2
   c.steps_per_call = 1000   # most steps compiled into one lax.scan call
+  # NAME: {type, split, every_epochs} (research/evaluators.py); empty: each
+  # data.eval_splits entry every eval_every_epochs.
+  c.evals = ml_collections.ConfigDict()
   # > 0: trace at least this many training steps (whole chunks, the first
   # that compile none) with jax.profiler into WORKDIR/profile (README:
   # "Profiling").

@@ -13,13 +13,6 @@ CONFIDENCE_MAX = 40.0
 COVERAGE_ACCURACY = 0.98  # Goodfellow et al. 2013 report coverage at 98%
 
 
-def counts(logits, labels, mask, per_example_loss):
-  """Classification counts, or sequence counts for number logits (a dict)."""
-  if isinstance(logits, dict):
-    return sequence_counts(logits, labels, mask, per_example_loss)
-  return classification_counts(logits, labels, mask, per_example_loss)
-
-
 def classification_counts(logits, labels, mask, per_example_loss):
   """Sums of loss, top-1 and (with more than 5 classes) top-5 hits over mask."""
   mask = mask.astype(jnp.float32)

@@ -12,7 +12,6 @@ import jax.numpy as jnp
 from flax.training import train_state
 
 from research import mesh as mesh_lib
-from research import metrics
 from research.data import prepare as prepare_lib
 
 
@@ -117,17 +116,18 @@ def make_train_chunk(model, loss_fn, aux_loss_weight: float = 0.0,
   return train_chunk
 
 
-def make_eval_chunk(model, loss_fn, prepare=prepare_lib.to_float):
-  """(variables, batches (N, B, ...) with 'mask') -> summed counts. Images
-  (N, B, crops, ...) are scored by their crop-averaged softmax."""
+def make_eval_chunk(model, loss_fn, counts_fn, prepare=prepare_lib.to_float):
+  """(variables, batches (N, B, ...) with 'mask') -> summed counts (an
+  evaluator's `counts_fn`, research/evaluators.py). Images (N, B, crops, ...)
+  are scored by their crop-averaged softmax."""
 
   @jax.jit
   def eval_chunk(variables, batches):
     def counts(batch):
       logits = prepare_lib.crop_averaged_logits(model, variables,
                                                 prepare(batch['image']))
-      return metrics.counts(logits, batch['label'], batch['mask'],
-                            loss_fn(logits, batch['label']))
+      return counts_fn(logits, batch['label'], batch['mask'],
+                       loss_fn(logits, batch['label']))
     return jax.tree.map(lambda x: x.sum(0), jax.lax.map(counts, batches))
 
   return eval_chunk

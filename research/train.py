@@ -29,6 +29,7 @@ from etils import epath
 from research import checkpoints
 from research import configlib
 from research import errors
+from research import evaluators
 from research import init_from
 from research import logs
 from research import losses
@@ -52,12 +53,14 @@ class TrainingError(errors.UserError, RuntimeError):
   """Training cannot go on (e.g. the loss is no longer finite)."""
 
 
-def _boundaries(config, steps_per_epoch: int):
+def _boundaries(config, steps_per_epoch: int, evals) -> dict:
+  """Steps between the loop's events; a chunk of steps ends at each."""
   every = lambda epochs: max(1, round(epochs * steps_per_epoch))
   return {'log': config.log_every_steps,
-          'eval': every(config.eval_every_epochs),
           'checkpoint': every(config.checkpoint_every_epochs),
-          'call': config.steps_per_call}
+          'call': config.steps_per_call,
+          **{f'eval:{e.name}': every(e.every_epochs) for e in evals
+             if e.every_epochs}}
 
 
 def _next_stop(step: int, intervals: dict, total_steps: int) -> int:
@@ -183,7 +186,7 @@ def _train(configs, replicas, mesh, source) -> list:
   """Trains `configs` (one, or one per seed of replicas) and returns each
   one's results: the story of a step, told by _Run's methods."""
   run = _Run(configs, replicas, mesh, source)
-  state, step, eval_metrics, batches = run.state, run.first_step, [], None
+  state, step, batches = run.state, run.first_step, None
   with run.closing(lambda: step):
     while step < run.total_steps and not run.stopped:
       stop = run.next_stop(step)
@@ -191,12 +194,12 @@ def _train(configs, replicas, mesh, source) -> list:
       step = stop
       if run.due(step, 'log'):
         run.log_training(step, state, step_losses)
-      if run.due(step, 'eval'):
-        state, eval_metrics = run.evaluate_and_watch(step, state)
+      if due := run.due_evals(step):
+        state = run.evaluate_and_watch(step, state, due)
       run.save_if_due(step, state)
-  if not eval_metrics:  # resumed after the last step: evaluate what was saved
-    eval_metrics = run.evaluate(state.variables())
-  return run.write_results(step, eval_metrics)
+  # Every evaluator's metrics at the last step: those that ran only at the
+  # end, after an early stop or a resume past the last step, run now.
+  return run.write_results(step, run.evaluate_rest(step, state))
 
 
 @dataclasses.dataclass
@@ -245,15 +248,18 @@ class _Run:
     self.train_sharding = mesh_lib.stacked_batches(
         mesh, 1 + self.replicas.vmapped)
     self.only_evaluate = config.num_epochs == 0
+    self.evaluators = evaluators.from_config(config)
     self.train_data, self.eval_sources = pipeline.create(
         config.data, config.batch_size, config.eval_batch_size, config.seed,
-        jax.process_index(), jax.process_count(), train=not self.only_evaluate)
+        jax.process_index(), jax.process_count(), train=not self.only_evaluate,
+        evals={e.name: (e.split, e.crops) for e in self.evaluators})
     self.prepare = prepare_lib.from_config(config.data)
     self.steps_per_epoch = (1 if self.only_evaluate
                             else self.train_data.steps_per_epoch)
     self.total_steps = (0 if self.only_evaluate else max(
         1, round(config.num_epochs * self.steps_per_epoch)))
-    self.intervals = _boundaries(config, self.steps_per_epoch)
+    self.intervals = _boundaries(config, self.steps_per_epoch, self.evaluators)
+    self.latest = {}  # evaluator name -> (step, each seed's metrics)
 
   def _build_model(self):
     config, replicas, mesh = self.config, self.replicas, self.mesh
@@ -284,8 +290,10 @@ class _Run:
                  if replicas.vmapped else '')
     self.train_chunk_fn = replicas.map(steps.make_train_chunk(
         model, loss_fn, config.aux_loss_weight, self.prepare), donate=True)
-    self.eval_chunk = replicas.map(
-        steps.make_eval_chunk(model, loss_fn, self.prepare), in_axes=(0, None))
+    chunks = {}  # one compiled function per kind of counts
+    self.eval_chunks = {e.name: chunks.setdefault(e.counts, replicas.map(
+        steps.make_eval_chunk(model, loss_fn, e.counts, self.prepare),
+        in_axes=(0, None))) for e in self.evaluators}
     self.recompute_stats = (
         replicas.map(precise_bn.make_recompute(model, self.prepare))
         if config.precise_bn_examples and states[0].batch_stats
@@ -375,11 +383,17 @@ class _Run:
                   float(per_seed.mean()), self.chrono,
                   (self.total_steps - step) * self.examples_per_step)
 
-  def evaluate_and_watch(self, step: int, state):
-    """Evaluates, logs the metrics and lets each seed's stop rules see them
-    (which may lower its learning rate or stop it)."""
-    eval_metrics = self.evaluate(state.variables())
-    for i, (seed, m) in enumerate(zip(self.seeds, eval_metrics)):
+  def due_evals(self, step: int) -> list[str]:
+    """The evaluators due at `step`: by their cadence, and all at the end."""
+    return [e.name for e in self.evaluators
+            if step == self.total_steps
+            or (e.every_epochs and self.due(step, f'eval:{e.name}'))]
+
+  def evaluate_and_watch(self, step: int, state, names: list[str]):
+    """Runs the evaluators `names`, logs their metrics and lets each seed's
+    stop rules see them (which may lower its learning rate or stop it)."""
+    eval_metrics = self.evaluate(step, state.variables(), names)
+    for seed, m in zip(self.seeds, eval_metrics):
       seed.log.write(step, {'epoch': step / self.steps_per_epoch, **m})
       logging.info('step %d eval%s: %s', step,
                    f' (seed {seed.config.seed})' if self.replicas.vmapped
@@ -388,10 +402,23 @@ class _Run:
       # Replicas have no plateau schedule (research/replicas.py).
       state = state.replace(opt_state=seed.rules.after_eval(
           step, m, state.opt_state, mesh_lib.replicated(self.mesh)))
-    return state, eval_metrics
+    return state
 
-  def evaluate(self, variables) -> list:
-    """Each seed's metrics on every eval split."""
+  def evaluate_rest(self, step: int, state) -> list:
+    """Each seed's metrics of every evaluator at `step`, running those that
+    have not run there."""
+    rest = [e.name for e in self.evaluators
+            if self.latest.get(e.name, (None,))[0] != step]
+    if rest:
+      self.evaluate(step, state.variables(), rest)
+    out = [{} for _ in self.seeds]
+    for e in self.evaluators:
+      for metrics_i, m in zip(out, self.latest[e.name][1]):
+        metrics_i.update(m)
+    return out
+
+  def evaluate(self, step: int, variables, names: list[str]) -> list:
+    """Each seed's metrics of the evaluators `names`, kept as the latest."""
     with self.chrono.evaluating():
       if self.recompute_stats:
         variables = {**variables, 'batch_stats': self.recompute_stats(
@@ -399,15 +426,17 @@ class _Run:
       out = [{} for _ in self.seeds]
       place = lambda chunk: mesh_lib.to_global(
           chunk, mesh_lib.stacked_batches(self.mesh))
-      for name, source in self.eval_sources.items():
+      for name in names:
         sums = None
-        for chunk in source.chunks(place):
-          counts = self.eval_chunk(variables, chunk)
+        for chunk in self.eval_sources[name].chunks(place):
+          counts = self.eval_chunks[name](variables, chunk)
           sums = (counts if sums is None
                   else jax.tree.map(jnp.add, sums, counts))
-        for metrics_i, sums_i in zip(
-            out, self.replicas.split(jax.device_get(sums))):
-          metrics_i.update(metrics.finalize(name, sums_i))
+        each = [metrics.finalize(name, sums_i)
+                for sums_i in self.replicas.split(jax.device_get(sums))]
+        self.latest[name] = (step, each)
+        for metrics_i, m in zip(out, each):
+          metrics_i.update(m)
       return out
 
   def _stats_batches(self):

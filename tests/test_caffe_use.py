@@ -159,10 +159,11 @@ def test_zero_epochs_evaluate_an_imported_alexnet_with_ten_crops(
           '--config.data.image_size=227', '--config.data.resize_to=256')
   results = json.loads((tmp_path / 'results.json').read_text())
   assert results['step'] == 0 and results['train_seconds'] == 0
-  assert results['validation/accuracy'] in {i / 5 for i in range(6)}
-  assert np.isfinite(results['validation/loss'])
+  for name in ('validation', 'validation_10crop'):  # centre crop, 10 crops
+    assert results[f'{name}/accuracy'] in {i / 5 for i in range(6)}
+    assert np.isfinite(results[f'{name}/loss'])
   rows = read_jsonl(tmp_path / 'metrics.jsonl') if (
       tmp_path / 'metrics.jsonl').exists() else []
   assert not any('train/loss' in r for r in rows)
   config = json.loads((tmp_path / 'config.json').read_text())
-  assert config['data']['eval_crops'] == 10 and config['model']['lrn'] == 'caffe'
+  assert config['model']['lrn'] == 'caffe'

@@ -134,7 +134,7 @@ def test_batchnorm_net_trains_evaluates_and_resumes(tmp_path,
                              config.eval_batch_size, seed=0)
   batches = {k: jnp.asarray(v) for k, v in evals['test'].chunk.items()}
   eval_chunk = steps.make_eval_chunk(
-      model, losses.get(config.loss),
+      model, losses.get(config.loss), metrics.sequence_counts,
       prepare.make_prepare(subtract_image_mean=True))
   test_loss = lambda stats: metrics.finalize('test', jax.device_get(eval_chunk(
       {'params': state['params'], 'batch_stats': stats}, batches)))['test/loss']
@@ -198,7 +198,8 @@ def test_precise_bn_evaluates_with_recomputed_statistics(tmp_path,
   recomputed = precise_bn.make_recompute(model, to_model)(
       {'params': state['params'], 'batch_stats': state['batch_stats']},
       {k: jnp.asarray(v) for k, v in train_data.chunk(0, 2).items()})
-  eval_chunk = steps.make_eval_chunk(model, losses.get(config.loss), to_model)
+  eval_chunk = steps.make_eval_chunk(model, losses.get(config.loss),
+                                     metrics.sequence_counts, to_model)
   test_loss = lambda stats: metrics.finalize('test', jax.device_get(eval_chunk(
       {'params': state['params'], 'batch_stats': stats},
       {k: jnp.asarray(v) for k, v in evals['test'].chunk.items()})))['test/loss']

@@ -79,7 +79,8 @@ def test_ten_crop_scores_average_the_softmax():
 
 def test_alexnet_trains_on_ilsvrc_files_through_the_cli(tmp_path, ilsvrc_dirs):
   """configs/alexnet.py:test on a tiny ILSVRC2012 (the real tar layout,
-  prepared by TFDS's builder): streamed, augmented, 10-crop validation."""
+  prepared by TFDS's builder): streamed, augmented, validated on the centre
+  crop every epoch and on 10 crops at the end (config.evals)."""
   data_dir, manual_dir = ilsvrc_dirs
   args = ['--config=configs/alexnet.py:test', f'--workdir={tmp_path}',
           f'--config.data.data_dir={data_dir}',
@@ -87,10 +88,14 @@ def test_alexnet_trains_on_ilsvrc_files_through_the_cli(tmp_path, ilsvrc_dirs):
   run_cli(*args)
   config = json.loads((tmp_path / 'config.json').read_text())
   assert config['data']['augment'] == 'alexnet'
-  assert config['data']['eval_crops'] == 10
   results = json.loads((tmp_path / 'results.json').read_text())
   assert results['step'] == 6  # 12 images, batch 4, 2 epochs
   assert results['num_params'] > 20_000_000  # 1000 classes
-  # 5 validation images, each scored once over its 10 crops.
-  assert results['validation/accuracy'] in {i / 5 for i in range(6)}
+  # 5 validation images, each scored once (over its 10 crops at the end).
+  for name in ('validation', 'validation_10crop'):
+    assert results[f'{name}/accuracy'] in {i / 5 for i in range(6)}
+  evaluated = lambda name: [r['step'] for r in read_jsonl(
+      tmp_path / 'metrics.jsonl') if f'{name}/accuracy' in r]
+  assert evaluated('validation') == [3, 6]  # every epoch
+  assert evaluated('validation_10crop') == [6]  # at the end only
   assert 0 <= results['data_wait_share'] < 1

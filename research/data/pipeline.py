@@ -21,10 +21,11 @@ IN_MEMORY = {'stoplight': stoplight.load}
 
 def create(data_config, batch_size: int, eval_batch_size: int, seed: int,
            process_index: int = 0, process_count: int = 1,
-           train: bool = True):
+           train: bool = True, evals: dict | None = None):
   """(training batches, {eval name: eval source}); without `train` (a run
   that only evaluates) the training batches are None and the training split
-  is not read.
+  is not read. `evals`: {name: (split, crops)} (research/evaluators.py);
+  None: config.data.eval_splits, each with config.data.eval_crops.
 
   Training batches have `steps_per_epoch`, `sample_images()` and
   `chunk(first_step, num_steps)` -> this host's rows of those steps' batches,
@@ -34,25 +35,36 @@ def create(data_config, batch_size: int, eval_batch_size: int, seed: int,
   False on padding, each passed through `place` (host arrays -> device
   arrays) before it is yielded.
   """
+  if evals is None:
+    evals = {name: (split, data_config.eval_crops)
+             for name, split in data_config.eval_splits.items()}
   if data_config.prepared:
     from research.data import prepared  # pylint: disable=g-import-not-at-top
     batches = (prepared.PreparedTrainBatches(data_config, batch_size, seed,
                                              process_index, process_count)
                if train else None)
-    evals = {name: prepared.PreparedEval(data_config, spec, eval_batch_size,
-                                         process_index, process_count)
-             for name, spec in data_config.eval_splits.items()}
-    return batches, evals
+    sources = {name: prepared.PreparedEval(
+        _with_crops(data_config, crops), split, eval_batch_size,
+        process_index, process_count) for name, (split, crops) in evals.items()}
+    return batches, sources
   if data_config.streaming:
     from research.data import streaming  # pylint: disable=g-import-not-at-top
     batches = (streaming.StreamedTrainBatches(data_config, batch_size, seed,
                                               process_index, process_count)
                if train else None)
-    evals = {name: StreamedEval(streaming.eval_batches(
-        data_config, spec, eval_batch_size, process_index, process_count))
-             for name, spec in data_config.eval_splits.items()}
-    return batches, evals
-  splits = load(data_config, process_index, process_count, train)
+    sources = {name: StreamedEval(streaming.eval_batches(
+        _with_crops(data_config, crops), split, eval_batch_size,
+        process_index, process_count)) for name, (split, crops) in evals.items()}
+    return batches, sources
+  for name, (_, crops) in evals.items():
+    if crops != 1:
+      raise configlib.ConfigError(
+          f'The evaluation {name!r} takes {crops} crops of each image; only '
+          'streamed or prepared ImageNet has them (config.data.streaming or '
+          'config.data.prepared). Evaluate the centre crop: type '
+          "'classification'.")
+  splits = load(data_config, process_index, process_count, train,
+                {name: split for name, (split, _) in evals.items()})
   crop = ((data_config.crop_size or data_config.image_size)
           if data_config.augment == 'random_crop' else 0)
   batches = (TrainBatches(splits.pop('train'), batch_size, seed,
@@ -117,14 +129,21 @@ def center_crop(arrays: dict, crop: int) -> dict:
   return {**arrays, 'image': images[:, top:top + crop, left:left + crop]}
 
 
+def _with_crops(data_config, crops: int):
+  data_config = data_config.copy_and_resolve_references()
+  data_config.eval_crops = crops
+  return data_config
+
+
 def load(data_config, process_index: int = 0, process_count: int = 1,
-         train: bool = True) -> dict:
-  """{'train': arrays, <eval split key>: arrays, ...}, arrays = {'image','label'}.
+         train: bool = True, eval_splits: dict | None = None) -> dict:
+  """{'train': arrays, <eval name>: arrays, ...}, arrays = {'image','label'}:
+  `eval_splits` ({name: split}; None: config.data.eval_splits).
 
   Whole splits on every process, each process reading only its shard of the
   files (research/data/tfds_source.py)."""
   specs = {**({'train': data_config.train_split} if train else {}),
-           **data_config.eval_splits}
+           **(data_config.eval_splits if eval_splits is None else eval_splits)}
   if data_config.name in IN_MEMORY:
     arrays = IN_MEMORY[data_config.name]()
     return {key: arrays for key in specs}
