@@ -42,7 +42,6 @@ def get_config(arg=None):
   arg = configlib.parse_arg(arg, mnist=False, prepared=False, test=False)
   c = configlib.base()
   c.model.name = 'alexnet'
-  c.model.num_classes = 1000
   c.model.towers = 2
   c.model.lrn = 'paper'  # 'caffe' for BVLC's weights (set by init_from)
 

@@ -30,6 +30,7 @@ def streamed_imagenet(c, image_size: int, augment: str, eval_crops: int):
   """ILSVRC-2012 through TFDS's imagenet2012 builder, streamed: images
   rescaled to a shorter side of 256, random image_size crops (`augment`),
   validation on the centre crop or 10 crops."""
+  c.model.num_classes = 1000
   c.data.name = 'imagenet2012'
   c.data.streaming = True
   c.data.image_size = image_size

@@ -35,7 +35,6 @@ def get_config(arg=None):
   arg = configlib.parse_arg(arg, mnist=False, prepared=False, test=False)
   c = configlib.base()
   c.model.name = 'googlenet'
-  c.model.num_classes = 1000
   c.model.aux_heads = True
   c.aux_loss_weight = 0.3
 
