@@ -235,6 +235,7 @@ class _Run:
     self.first_step = int(self.state.step.reshape(-1)[0])
     self.examples_per_step = config.batch_size * len(configs)
     self.compiled = {}  # chunk length -> executable, compiled ahead (timed apart)
+    self.latest = {}  # evaluator name -> (step, each seed's metrics)
     self.notice = preemption.Notice(self.first_step)
     self.trace = profiling.Trace(replicas.workdirs[0], config.profile,
                                  self.is_writer)
@@ -259,7 +260,6 @@ class _Run:
     self.total_steps = (0 if self.only_evaluate else max(
         1, round(config.num_epochs * self.steps_per_epoch)))
     self.intervals = _boundaries(config, self.steps_per_epoch, self.evaluators)
-    self.latest = {}  # evaluator name -> (step, each seed's metrics)
 
   def _build_model(self):
     config, replicas, mesh = self.config, self.replicas, self.mesh
