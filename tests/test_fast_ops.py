@@ -68,6 +68,8 @@ def test_other_backends_take_the_plain_ops(monkeypatch):
   assert 'reduce_window_max' in jaxpr and 'custom_vjp' not in jaxpr
   jaxpr = str(jax.make_jaxpr(fast_ops.linear)(jnp.zeros((2, 3)), jnp.zeros((4, 3))))
   assert 'dot_general' in jaxpr and 'custom_vjp' not in jaxpr
+  jaxpr = str(jax.make_jaxpr(lambda x: fast_ops.maxout(x, 3))(x))
+  assert 'reduce_max' in jaxpr and 'custom_vjp' not in jaxpr
 
 
 def test_flax_conv_hook_keeps_parameters_and_values():
@@ -103,6 +105,25 @@ def test_max_pool_matches_flax_including_ties(shape, window, stride, padding):
   np.testing.assert_array_equal(y, want_y)
   np.testing.assert_allclose(vjp(g)[0], want_vjp(g)[0], rtol=1e-6, atol=1e-6)
 
+
+
+@pytest.mark.parametrize('ties', [False, True])
+def test_maxout_matches_the_max_reduction(ties):
+  """Values as the reduction; gradients too, and with ties (small integers)
+  all of each unit's gradient goes to its first maximal piece."""
+  rng = np.random.default_rng(0)
+  x = (jnp.asarray(rng.integers(0, 3, (2, 5, 5, 12)).astype(np.float32))
+       if ties else _rand(rng, (2, 5, 5, 12)))
+  g = _rand(rng, (2, 5, 5, 4))
+  parts = x.reshape(2, 5, 5, 4, 3)
+  y, vjp = jax.vjp(jax.jit(lambda x: fast_ops.maxout(x, 3)), x)
+  np.testing.assert_array_equal(y, parts.max(-1))
+  first = jax.nn.one_hot(jnp.argmax(parts, -1), 3)  # argmax: the first maximum
+  want = (first * g[..., None]).reshape(x.shape)
+  np.testing.assert_array_equal(vjp(g)[0], want)
+  if not ties:
+    _, plain_vjp = jax.vjp(lambda x: x.reshape(2, 5, 5, 4, 3).max(-1), x)
+    np.testing.assert_array_equal(vjp(g)[0], plain_vjp(g)[0])
 
 
 @pytest.mark.parametrize('shape,window,stride', [

@@ -9,7 +9,6 @@ from research import losses
 from research import metrics
 from research.models.street_numbers import ConvLayer
 from research.models.street_numbers import StreetNumbers
-from research.models.street_numbers import maxout
 
 
 def _init(model, size=54, batch=2):
@@ -193,13 +192,3 @@ def test_config_variants_are_valid(arg, dataset, loss):
   model = models.build(config.model)
   assert model.per_digit == (arg == 'cropped')
   assert config.model.hidden_layers == (8 if arg == 'cropped' else 11)
-
-
-def test_maxout_is_the_maximum_over_each_units_pieces():
-  """Against the reduction it replaces: values and gradients."""
-  x = jax.random.normal(jax.random.key(0), (2, 5, 5, 12))
-  weights = jax.random.normal(jax.random.key(1), (2, 5, 5, 4))
-  reference = lambda x: x.reshape(2, 5, 5, 4, 3).max(-1)
-  np.testing.assert_array_equal(maxout(x, 3), reference(x))
-  grad = lambda f: jax.grad(lambda x: (f(x) * weights).sum())(x)
-  np.testing.assert_array_equal(grad(lambda x: maxout(x, 3)), grad(reference))

@@ -35,7 +35,6 @@ Returns {'length': (B, 7), 'digits': (B, max_digits, 10)} logits, or with
 Every hidden layer's activations are sown in 'intermediates' (the first
 layer's as 'maxout').
 """
-import functools
 from typing import ClassVar
 
 import flax.linen as nn
@@ -56,15 +55,6 @@ TWO_DENSE_FROM = 8
 def fig5_dense_layers(hidden_layers: int) -> int:
   """Fully connected hidden layers of the Fig. 5 net of this depth."""
   return 2 if hidden_layers >= TWO_DENSE_FROM else 1
-
-
-def maxout(x, pieces: int):
-  """The maximum over each unit's `pieces` consecutive channels (Goodfellow
-  et al. 2013, "Maxout networks"), as pairwise maxima: XLA CPU ran a max
-  reduction over the short pieces axis, and its gradient, several times
-  slower than these elementwise loops (results/README.md, 2026-12-06)."""
-  x = x.reshape(x.shape[:-1] + (x.shape[-1] // pieces, pieces))
-  return functools.reduce(jnp.maximum, [x[..., i] for i in range(pieces)])
 
 
 class ConvLayer(nn.Module):
@@ -95,7 +85,7 @@ class ConvLayer(nn.Module):
     x = layers.Norm(self.norm, dtype=self.dtype, name='norm')(x, train=train)
     if self.pieces == 1:
       return layers.relu(self, x)
-    x = maxout(x, self.pieces)
+    x = fast_ops.maxout(x, self.pieces)
     self.sow('intermediates', 'maxout', x)
     return x
 
