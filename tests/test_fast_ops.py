@@ -49,13 +49,34 @@ def test_one_by_one_conv_is_a_matmul_with_lax_values_and_gradients(padding):
   _check_conv(jax.jit(fast), jax.jit(plain), x, w)
 
 
-@pytest.mark.parametrize('k,stride,padding', [(3, 1, 1), (1, 2, 0), (1, 1, 1)])
-def test_other_convolutions_stay_xla_convolutions(k, stride, padding):
-  x, w = jnp.zeros((2, 9, 9, 3)), jnp.zeros((k, k, 3, 4))
+@pytest.mark.parametrize('shape,k,padding', [
+    ((2, 54, 54, 3), 5, 'SAME'),     # the street-number nets' first layer
+    ((2, 27, 27, 6), 5, ((2, 2), (2, 2))),  # their second: odd maps
+    ((2, 9, 12, 1), 7, 'SAME'),      # another odd kernel, uneven map
+])
+def test_space_to_depth_conv_has_lax_values_and_gradients(shape, k, padding):
+  rng = np.random.default_rng(0)
+  x, w = _rand(rng, shape), _rand(rng, (k, k, shape[-1], 5), 0.1)
+  conv = lambda op: lambda x, w: op(x, w, (1, 1), padding,
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  fast, plain = conv(fast_ops.conv_general_dilated), conv(lax.conv_general_dilated)
+  # It is the blocked convolution: 4x the input channels.
+  [conv_eqn] = [e for e in jax.make_jaxpr(fast)(x, w).jaxpr.eqns
+                if e.primitive.name == 'conv_general_dilated']
+  assert conv_eqn.invars[0].aval.shape[-1] == 4 * shape[-1]
+  _check_conv(jax.jit(fast), jax.jit(plain), x, w)
+
+
+@pytest.mark.parametrize('k,stride,padding,cin', [
+    (3, 1, 1, 3), (1, 2, 0, 3), (1, 1, 1, 3),
+    (5, 1, 2, 8), (5, 2, 2, 3), (5, 1, 0, 3)])  # space-to-depth's bounds
+def test_other_convolutions_stay_xla_convolutions(k, stride, padding, cin):
+  x, w = jnp.zeros((2, 9, 9, cin)), jnp.zeros((k, k, cin, 4))
   jaxpr = str(jax.make_jaxpr(lambda x, w: fast_ops.conv_general_dilated(
       x, w, (stride, stride), [(padding, padding)] * 2,
       dimension_numbers=('NHWC', 'HWIO', 'NHWC')))(x, w))
   assert 'conv_general_dilated' in jaxpr and 'dot_general' not in jaxpr
+  assert 'transpose' not in jaxpr  # no space-to-depth
 
 
 def test_other_backends_take_the_plain_ops(monkeypatch):

@@ -10,6 +10,8 @@ Why: on XLA's CPU backend these ops ran on one core, or far from its
 speed (the measurements are in results/README.md, 2026-11-23 and 2026-11-30):
 
 - 1x1 stride-1 convolutions (most of GoogLeNet) are a matmul.
+- Stride-1 SAME convolutions from fewer than 8 channels (the street-number
+  nets' first two) run on 2x2 blocks, space-to-depth.
 - Max pooling: XLA CPU's select_and_scatter (the backward) was an order of
   magnitude slower than the forward. The backward here routes each output
   gradient to the first maximum of its window in row-major order (what
@@ -84,6 +86,10 @@ def linear(x, kernel):
 # ----------------------------------------------------------------------------
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
+# Space-to-depth below this many input channels: measured on one core for
+# the street-number nets' 5x5 convolutions from 3 and 6 channels (2.4x and
+# 2.6x faster forward); from 8 on, XLA's own ran as fast.
+S2D_MAX_IN_CHANNELS = 7
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
@@ -91,31 +97,78 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          feature_group_count=1, batch_group_count=1,
                          precision=None, preferred_element_type=None):
   """lax.conv_general_dilated's signature (flax nn.Conv's
-  `conv_general_dilated=` hook). On CPU a 1x1, stride-1, unpadded NHWC/HWIO
-  convolution without groups or dilation is a matmul (and so are its two
-  gradients); every other convolution is lax's."""
-  is_matmul = (
-      _on_cpu() and lhs.ndim == 4 and rhs.shape[:2] == (1, 1)
+  `conv_general_dilated=` hook). On CPU, for an NHWC/HWIO convolution at
+  stride 1 without groups or dilation: a 1x1 unpadded kernel is a matmul
+  (and so are its two gradients); an odd kernel of 5 or more, SAME-padded,
+  from fewer than 8 channels runs space-to-depth (`space_to_depth_conv`).
+  Every other convolution is lax's."""
+  simple = (
+      _on_cpu() and lhs.ndim == 4
       and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
       == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
       and tuple(window_strides) == (1, 1)
-      # A 1x1 kernel at stride 1: 'SAME' and 'VALID' both pad nothing.
-      and (isinstance(padding, str)
-           or all(p == 0 for pads in padding for p in pads))
       and feature_group_count == batch_group_count == 1
       and all(d == 1 for d in (lhs_dilation or (1, 1)))
       and all(d == 1 for d in (rhs_dilation or (1, 1)))
       and precision is None and preferred_element_type is None
       and lhs.dtype == rhs.dtype)
-  if is_matmul:
-    return lax.dot_general(lhs, rhs.reshape(rhs.shape[2:]),
-                           (((3,), (0,)), ((), ())))
+  if simple:
+    kh, kw, cin, _ = rhs.shape
+    pads = (lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), (1, 1), padding)
+            if isinstance(padding, str) else padding)
+    if (kh, kw) == (1, 1) and all(p == 0 for ps in pads for p in ps):
+      return lax.dot_general(lhs, rhs.reshape(rhs.shape[2:]),
+                             (((3,), (0,)), ((), ())))
+    if (kh == kw >= 5 and kh % 2 == 1 and cin <= S2D_MAX_IN_CHANNELS
+        and [tuple(p) for p in pads] == [(kh // 2, kh // 2)] * 2):
+      return space_to_depth_conv(lhs, rhs)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
       rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
       feature_group_count=feature_group_count,
       batch_group_count=batch_group_count, precision=precision,
       preferred_element_type=preferred_element_type)
+
+
+def _space_to_depth_kernel(w):
+  """A k x k kernel (odd k, SAME padding k // 2) as the kernel of the same
+  convolution on 2x2 blocks: (n, n, 4 cin, 4 cout), block phases (row,
+  column) ahead of channels on both sides, zeros where a block offset and
+  phase pair reaches outside the kernel; and the blocks' padding."""
+  k, pad = w.shape[0], w.shape[0] // 2
+  first, last = -((pad + 1) // 2), (k - pad) // 2  # block offsets read
+  offsets = np.arange(first, last + 1)[:, None, None]
+  phase_in, phase_out = np.arange(2)[None, :, None], np.arange(2)[None, None, :]
+  # Kernel row read by (block offset, input phase, output phase); k: a zero.
+  index = 2 * offsets + phase_in - phase_out + pad
+  index = np.where((index >= 0) & (index < k), index, k)
+  w = jnp.pad(w, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  blocks = w[index[:, :, :, None, None, None], index[None, None, None]]
+  # (by, py, oy, bx, px, ox, c, o) -> (by, bx, py, px, c, oy, ox, o)
+  blocks = blocks.transpose(0, 3, 1, 4, 6, 2, 5, 7)
+  n = last - first + 1
+  return (blocks.reshape(n, n, 4 * w.shape[2], 4 * w.shape[3]),
+          ((-first, last),) * 2)
+
+
+def space_to_depth_conv(x, w):
+  """A stride-1 SAME convolution of NHWC `x` by an odd k x k HWIO kernel,
+  computed on 2x2 blocks: x as (B, H/2, W/2, 4C) convolved with the kernel
+  rearranged into blocks (3x3 of them for k = 5) from 4C to 4 cout
+  channels, and the output rearranged back. The same sums (for k = 5, 44%
+  more multiplications, by zeros);
+  XLA CPU's convolutions use a core far better with 12 input and 72 output
+  channels than with 3 and 18 (results/README.md, 2026-12-06)."""
+  b, h, wd, c = x.shape
+  hp, wp = h + h % 2, wd + wd % 2  # odd sizes: one zero row/column more
+  x = jnp.pad(x, ((0, 0), (0, hp - h), (0, wp - wd), (0, 0)))
+  x = x.reshape(b, hp // 2, 2, wp // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  kernel, pads = _space_to_depth_kernel(w)
+  y = lax.conv_general_dilated(x.reshape(b, hp // 2, wp // 2, 4 * c), kernel,
+                               (1, 1), pads, dimension_numbers=_NHWC)
+  out = w.shape[3]
+  y = y.reshape(b, hp // 2, wp // 2, 2, 2, out).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(b, hp, wp, out)[:, :h, :wd]
 
 
 # ----------------------------------------------------------------------------
