@@ -156,9 +156,9 @@ def space_to_depth_conv(x, w):
   computed on 2x2 blocks: x as (B, H/2, W/2, 4C) convolved with the kernel
   rearranged into blocks (3x3 of them for k = 5) from 4C to 4 cout
   channels, and the output rearranged back. The same sums (for k = 5, 44%
-  more multiplications, by zeros);
-  XLA CPU's convolutions use a core far better with 12 input and 72 output
-  channels than with 3 and 18 (results/README.md, 2026-12-06)."""
+  more multiplications, by zeros); XLA CPU's convolutions use a core far
+  better with 12 input and 72 output channels than with 3 and 18
+  (results/README.md, 2026-12-06)."""
   b, h, wd, c = x.shape
   hp, wp = h + h % 2, wd + wd % 2  # odd sizes: one zero row/column more
   x = jnp.pad(x, ((0, 0), (0, hp - h), (0, wp - wd), (0, 0)))
