@@ -91,6 +91,11 @@ def test_other_backends_take_the_plain_ops(monkeypatch):
   assert 'dot_general' in jaxpr and 'custom_vjp' not in jaxpr
   jaxpr = str(jax.make_jaxpr(lambda x: fast_ops.maxout(x, 3))(x))
   assert 'reduce_max' in jaxpr and 'custom_vjp' not in jaxpr
+  blocks = fast_ops.space_to_depth(jnp.zeros((2, 8, 8, 6)))
+  jaxpr = str(jax.make_jaxpr(lambda x: fast_ops.blocked_maxout_pool(x, 3))(
+      blocks))
+  assert 'reduce_max' in jaxpr and 'custom_vjp' not in jaxpr
+  assert not fast_ops.blocked_layout_applies((2, 54, 54, 3), 5, 2)
 
 
 def test_flax_conv_hook_keeps_parameters_and_values():
@@ -145,6 +150,37 @@ def test_maxout_matches_the_max_reduction(ties):
   if not ties:
     _, plain_vjp = jax.vjp(lambda x: x.reshape(2, 5, 5, 4, 3).max(-1), x)
     np.testing.assert_array_equal(vjp(g)[0], plain_vjp(g)[0])
+
+
+@pytest.mark.parametrize('pieces', [1, 3])
+@pytest.mark.parametrize('ties', [False, True])
+def test_blocked_maxout_pool_is_maxout_then_the_pool(pieces, ties):
+  """On 2x2 blocks, one maximum over a block's phases and a unit's pieces:
+  the values of maxout then a 2x2 stride-2 pool, and the gradient of the two
+  (first maximal phase, then first maximal piece), ties included."""
+  rng = np.random.default_rng(0)
+  shape = (2, 6, 8, 4 * pieces)
+  x = (jnp.asarray(rng.integers(0, 3, shape).astype(np.float32))
+       if ties else _rand(rng, shape))
+  two_ops = lambda x: fast_ops.max_pool(
+      fast_ops.maxout(x, pieces) if pieces > 1 else x, (2, 2), (2, 2), 'SAME')
+  blocked = lambda x: fast_ops.blocked_maxout_pool(
+      fast_ops.space_to_depth(x), pieces)
+  y, vjp = jax.vjp(jax.jit(blocked), x)
+  want_y, want_vjp = jax.vjp(jax.jit(two_ops), x)
+  g = _rand(rng, y.shape)
+  np.testing.assert_array_equal(y, want_y)
+  np.testing.assert_array_equal(vjp(g)[0], want_vjp(g)[0])
+  if ties:  # each output's gradient reaches exactly one input
+    assert int(jnp.sum(vjp(jnp.ones_like(y))[0])) == y.size
+
+
+def test_space_to_depth_round_trips():
+  x = _rand(np.random.default_rng(0), (2, 6, 4, 3))
+  blocks = fast_ops.space_to_depth(x)
+  assert blocks.shape == (2, 3, 2, 2, 2, 3)
+  np.testing.assert_array_equal(blocks[:, 1, 0, 1, 0], x[:, 3, 0])
+  np.testing.assert_array_equal(fast_ops.depth_to_space(blocks), x)
 
 
 @pytest.mark.parametrize('shape,window,stride', [

@@ -7,6 +7,7 @@ import pytest
 
 from research import losses
 from research import metrics
+from research.models import fast_ops
 from research.models.street_numbers import ConvLayer
 from research.models.street_numbers import StreetNumbers
 
@@ -51,6 +52,39 @@ def test_the_locally_connected_layer_tells_positions_apart():
     variables = layer.init(jax.random.key(0), x)
     y = layer.apply(variables, x)
     assert bool(jnp.allclose(y[0, 0, 0], y[0, 3, 3])) == same, local
+
+
+@pytest.mark.parametrize('norm,pieces', [('none', 3), ('batch', 3),
+                                         ('layer', 3), ('group', 3),
+                                         ('batch', 1)])
+def test_the_blocked_first_layer_computes_what_the_plain_one_does(
+    norm, pieces, monkeypatch):
+  """On CPU the first layer (3 channels in, a stride-2 pool) keeps its maps
+  in 2x2 blocks: the same outputs, sown activations, batch statistics and
+  gradients as the layer computed map by map. Integer inputs and weights
+  under norm 'none' make maxout and the pool break ties."""
+  x = jax.random.randint(jax.random.key(1), (4, 10, 12, 3), -2, 3)
+  layer = ConvLayer(4, pieces=pieces, norm=norm, pool_stride=2)
+  variables = layer.init(jax.random.key(0), x.astype(jnp.float32))
+  if norm == 'none':
+    variables = jax.tree.map(lambda a: jnp.round(a * 2), variables)
+
+  def run(variables, x):
+    def loss(variables, x):
+      y, state = layer.apply(variables, x, train=True,
+                             mutable=['intermediates', 'batch_stats'])
+      return jnp.sum(y * jnp.cos(jnp.arange(y.size).reshape(y.shape))), (
+          y, state)
+    return jax.grad(loss, argnums=(0, 1), has_aux=True)(variables, x)
+
+  assert fast_ops.blocked_layout_applies(x.shape, 5, 2)
+  blocked = run(variables, x.astype(jnp.float32))
+  monkeypatch.setattr(fast_ops, 'blocked_layout_applies', lambda *a: False)
+  plain = run(variables, x.astype(jnp.float32))
+  assert jax.tree.structure(blocked) == jax.tree.structure(plain)
+  for got, want in zip(jax.tree.leaves(blocked), jax.tree.leaves(plain)):
+    scale = float(jnp.max(jnp.abs(want))) or 1.0
+    np.testing.assert_allclose(got, want, atol=1e-5 * scale, rtol=0)
 
 
 def test_a_shared_weight_ninth_layer_stays_selectable():

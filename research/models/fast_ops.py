@@ -11,7 +11,11 @@ speed (the measurements are in results/README.md, 2026-11-23 and 2026-11-30):
 
 - 1x1 stride-1 convolutions (most of GoogLeNet) are a matmul.
 - Stride-1 SAME convolutions from fewer than 8 channels (the street-number
-  nets' first two) run on 2x2 blocks, space-to-depth.
+  nets' first two) run on 2x2 blocks, space-to-depth. Where a 2x2 stride-2
+  max pool follows (their first layer), the layer's normalisation, maxout
+  and pool stay in those blocks, maxout and pool as one maximum
+  (`blocked_maxout_pool`): rearranging the 54x54 maps forward and backward
+  cost more than the convolution.
 - Max pooling: XLA CPU's select_and_scatter (the backward) was an order of
   magnitude slower than the forward. The backward here routes each output
   gradient to the first maximum of its window in row-major order (what
@@ -130,6 +134,19 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       preferred_element_type=preferred_element_type)
 
 
+def space_to_depth(x):
+  """NHWC `x` of even height and width as (B, H/2, W/2, 2, 2, C): its 2x2
+  blocks, phases (row, column) ahead of channels."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+
+
+def depth_to_space(x):
+  """`space_to_depth`'s inverse."""
+  b, h, w, _, _, c = x.shape
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c)
+
+
 def _space_to_depth_kernel(w):
   """A k x k kernel (odd k, SAME padding k // 2) as the kernel of the same
   convolution on 2x2 blocks: (n, n, 4 cin, 4 cout), block phases (row,
@@ -161,14 +178,12 @@ def space_to_depth_conv(x, w):
   (results/README.md, 2026-12-06)."""
   b, h, wd, c = x.shape
   hp, wp = h + h % 2, wd + wd % 2  # odd sizes: one zero row/column more
-  x = jnp.pad(x, ((0, 0), (0, hp - h), (0, wp - wd), (0, 0)))
-  x = x.reshape(b, hp // 2, 2, wp // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  x = space_to_depth(jnp.pad(x, ((0, 0), (0, hp - h), (0, wp - wd), (0, 0))))
   kernel, pads = _space_to_depth_kernel(w)
   y = lax.conv_general_dilated(x.reshape(b, hp // 2, wp // 2, 4 * c), kernel,
                                (1, 1), pads, dimension_numbers=_NHWC)
-  out = w.shape[3]
-  y = y.reshape(b, hp // 2, wp // 2, 2, 2, out).transpose(0, 1, 3, 2, 4, 5)
-  return y.reshape(b, hp, wp, out)[:, :h, :wd]
+  y = y.reshape(b, hp // 2, wp // 2, 2, 2, w.shape[3])
+  return depth_to_space(y)[:, :h, :wd]
 
 
 # ----------------------------------------------------------------------------
@@ -293,32 +308,44 @@ def _computed_once(index):
   return lax.div(index * 3, jnp.array(3, index.dtype))
 
 
+def _candidates(x, axes):
+  """The slices of `x` along `axes`, index tuples in row-major order."""
+  for index in np.ndindex(*(x.shape[a] for a in axes)):
+    part = x
+    for axis, i in sorted(zip(axes, index), reverse=True):
+      part = lax.index_in_dim(part, i, axis, keepdims=False)
+    yield part
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _maxout(x, pieces):
-  parts = _pieces(x, pieces)
-  return functools.reduce(jnp.maximum, [parts[..., i] for i in range(pieces)])
+def _max_over(x, axes):
+  return functools.reduce(jnp.maximum, _candidates(x, axes))
 
 
-def _maxout_fwd(x, pieces):
-  y = _maxout(x, pieces)
+def _max_over_fwd(x, axes):
+  y = _max_over(x, axes)
   return y, (x, y)
 
 
-def _maxout_bwd(pieces, res, g):
-  """The gradient goes to the first piece that holds the maximum, as one
-  elementwise loop over the input's shape."""
+def _max_over_bwd(axes, res, g):
+  """The gradient goes to the first element over `axes` (row-major order)
+  that holds the maximum, as one elementwise loop over the input's shape."""
   x, y = res
-  parts = _pieces(x, pieces)
-  first = jnp.full(y.shape, pieces - 1, jnp.int32)
-  for i in reversed(range(pieces - 1)):
-    first = jnp.where(parts[..., i] == y, i, first)
+  parts = list(_candidates(x, axes))
+  first = jnp.full(y.shape, len(parts) - 1, jnp.int32)
+  for i in reversed(range(len(parts) - 1)):
+    first = jnp.where(parts[i] == y, i, first)
   first = _computed_once(first)
-  piece = lax.broadcasted_iota(jnp.int32, parts.shape, parts.ndim - 1)
-  dx = jnp.where(piece == first[..., None], g[..., None], 0)
-  return (dx.reshape(x.shape).astype(x.dtype),)
+  position = 0
+  for axis in axes:
+    position = (position * x.shape[axis]
+                + lax.broadcasted_iota(jnp.int32, x.shape, axis))
+  dx = jnp.where(position == jnp.expand_dims(first, axes),
+                 jnp.expand_dims(g, axes), 0)
+  return (dx.astype(x.dtype),)
 
 
-_maxout.defvjp(_maxout_fwd, _maxout_bwd)
+_max_over.defvjp(_max_over_fwd, _max_over_bwd)
 
 
 def maxout(x, pieces: int):
@@ -329,7 +356,36 @@ def maxout(x, pieces: int):
   the input per piece and summed them. Elsewhere the reduction."""
   if not _on_cpu():
     return _pieces(x, pieces).max(-1)
-  return _maxout(x, pieces)
+  return _max_over(_pieces(x, pieces), (x.ndim,))
+
+
+# ----------------------------------------------------------------------------
+# A first layer kept in 2x2 blocks
+# ----------------------------------------------------------------------------
+
+def blocked_layout_applies(x_shape, kernel: int, pool_stride: int) -> bool:
+  """Whether a stride-1 SAME `kernel` x `kernel` convolution of NHWC input
+  this shape, followed by a 2x2 max pool of `pool_stride`, can keep its
+  output in 2x2 blocks (`space_to_depth`) up to the pool: on CPU, where the
+  convolution runs space-to-depth (its output then is blocks, which XLA
+  reads as such without a copy), and where each pool window is one block."""
+  _, h, w, cin = x_shape
+  return (_on_cpu() and pool_stride == 2 and h % 2 == 0 and w % 2 == 0
+          and kernel >= 5 and kernel % 2 == 1
+          and cin <= S2D_MAX_IN_CHANNELS)
+
+
+def blocked_maxout_pool(x, pieces: int):
+  """`maxout(depth_to_space(x), pieces)` then its 2x2 stride-2 max pool, for
+  x in 2x2 blocks ((B, H/2, W/2, 2, 2, C)): each output the maximum over one
+  block's four phases and one unit's pieces (pieces 1: the pool alone). On
+  CPU its gradient goes to the first maximal phase in row-major order and,
+  in it, the first maximal piece, as `max_pool`'s and `maxout`'s do."""
+  b, h, w, _, _, c = x.shape
+  x = x.reshape(b, h, w, 4, c // pieces, pieces)
+  if not _on_cpu():
+    return x.max((3, 5))
+  return _max_over(x, (3, 5))
 
 
 # ----------------------------------------------------------------------------

@@ -97,12 +97,13 @@ class Norm(nn.Module):
                         dtype=self.dtype, name='group')(x)
 
 
-def relu(module: nn.Module, x):
+def relu(module: nn.Module, x, sown=lambda a: a):
   """ReLU, sowing 'pre_relu' and 'relu' on `module` for visualization (lucid
-  maximises pre-ReLU values: a dead ReLU gives no gradient)."""
-  module.sow('intermediates', 'pre_relu', x)
+  maximises pre-ReLU values: a dead ReLU gives no gradient), each as
+  `sown` of it (a layout change, if x is not NHWC)."""
+  module.sow('intermediates', 'pre_relu', sown(x))
   x = jax.nn.relu(x)
-  module.sow('intermediates', 'relu', x)
+  module.sow('intermediates', 'relu', sown(x))
   return x
 
 

@@ -60,13 +60,22 @@ def fig5_dense_layers(hidden_layers: int) -> int:
 class ConvLayer(nn.Module):
   """A 5x5 convolution (or, `local`, a locally connected layer: the same
   windows with weights of their own at each position), optionally normalised
-  (`norm`), then maxout over `pieces` filters per unit (pieces > 1) or ReLU;
-  activations sown as 'maxout' or 'pre_relu' and 'relu'."""
+  (`norm`), then maxout over `pieces` filters per unit (pieces > 1) or ReLU,
+  then, if `pool_stride`, a SAME 2x2 max pool of that stride; activations
+  before the pool sown as 'maxout' or 'pre_relu' and 'relu'.
+
+  Where `fast_ops.blocked_layout_applies` (on CPU, the first layer: 3 input
+  channels, a stride-2 pool), the normalisation, the nonlinearity and the
+  pool work on the convolution's output as 2x2 blocks, the layout its
+  space-to-depth form computes, and each pool window is one block: the same
+  values, without rearranging the 54x54 maps forward and backward.
+  """
   units: int
   kernel: int = 5
   pieces: int = 1
   norm: str = 'none'
   local: bool = False
+  pool_stride: int = 0
   dtype: layers.Dtype = jnp.float32
 
   @nn.compact
@@ -75,6 +84,8 @@ class ConvLayer(nn.Module):
                   use_bias=self.norm == 'none',  # a norm's shift replaces it
                   kernel_init=nn.initializers.variance_scaling(
                       2.0, 'fan_in', 'normal'))
+    blocked = not self.local and fast_ops.blocked_layout_applies(
+        x.shape, self.kernel, self.pool_stride)
     if self.local:
       x = nn.ConvLocal(self.units * self.pieces, (self.kernel, self.kernel),
                        name='local', **kwargs)(x)
@@ -82,11 +93,22 @@ class ConvLayer(nn.Module):
       x = nn.Conv(self.units * self.pieces, (self.kernel, self.kernel),
                   conv_general_dilated=fast_ops.conv_general_dilated,
                   name='conv', **kwargs)(x)
+    if blocked:
+      x = fast_ops.space_to_depth(x)
+    natural = fast_ops.depth_to_space if blocked else lambda a: a  # to sow
     x = layers.Norm(self.norm, dtype=self.dtype, name='norm')(x, train=train)
     if self.pieces == 1:
-      return layers.relu(self, x)
-    x = fast_ops.maxout(x, self.pieces)
-    self.sow('intermediates', 'maxout', x)
+      x = layers.relu(self, x, sown=natural)
+    else:
+      maxout = fast_ops.maxout(x, self.pieces)
+      self.sow('intermediates', 'maxout', natural(maxout))
+      if not blocked:
+        x = maxout
+    if blocked:  # maxout and the pool as one maximum
+      return fast_ops.blocked_maxout_pool(x, self.pieces)
+    if self.pool_stride:
+      x = fast_ops.max_pool(x, (2, 2), strides=(self.pool_stride,) * 2,
+                            padding='SAME')
     return x
 
 
@@ -132,14 +154,13 @@ class StreetNumbers(nn.Module):
                                           else self.width)))
       # Maxout in the first layer only (section 5.1).
       local = self.locally_connected and i >= PAPER_CONVS
-      x = ConvLayer(units, self.kernel, self.maxout_pieces if i == 0 else 1,
-                    self.norm, local, dtype, name=f'conv{i + 1}')(x,
-                                                                  train=train)
-      if i < PAPER_CONVS:  # the locally connected layer is not pooled
-        stride = 2 if i % 2 == 0 else 1
-        x = fast_ops.max_pool(x, (2, 2), strides=(stride, stride),
-                              padding='SAME')
-      x = drop(x)
+      # Pool strides alternate 2 and 1; the locally connected layer is not
+      # pooled.
+      pool_stride = (2 if i % 2 == 0 else 1) if i < PAPER_CONVS else 0
+      x = drop(ConvLayer(units, self.kernel,
+                         self.maxout_pieces if i == 0 else 1, self.norm,
+                         local, pool_stride, dtype, name=f'conv{i + 1}')(
+                             x, train=train))
     x = x.reshape((x.shape[0], -1))
     units = max(1, round(self.dense_units * self.width))
     for i in range(self.num_dense()):
