@@ -67,6 +67,43 @@ def test_space_to_depth_conv_has_lax_values_and_gradients(shape, k, padding):
   _check_conv(jax.jit(fast), jax.jit(plain), x, w)
 
 
+@pytest.mark.parametrize('shape,k,padding', [
+    ((2, 4, 4, 6), 5, 'SAME'),               # the 11-layer net's 8th layer
+    ((2, 3, 5, 2), 5, ((1, 2), (2, 0))),     # uneven map and padding
+    ((2, 3, 3, 3), 3, 'SAME'),
+])
+def test_convolutions_on_maps_no_larger_than_the_kernel_are_one_matmul(
+    shape, k, padding):
+  rng = np.random.default_rng(0)
+  x, w = _rand(rng, shape), _rand(rng, (k, k, shape[-1], 4), 0.1)
+  conv = lambda op: lambda x, w: op(x, w, (1, 1), padding,
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  fast, plain = conv(fast_ops.conv_general_dilated), conv(lax.conv_general_dilated)
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda x, w: fast(x, w).sum(),
+                                      (0, 1)))(x, w))
+  assert 'dot_general' in jaxpr and 'conv_general_dilated' not in jaxpr
+  _check_conv(jax.jit(fast), jax.jit(plain), x, w)
+
+
+@pytest.mark.parametrize('shape,window', [
+    ((2, 4, 4, 5), 5),   # the 11-layer net's locally connected layer
+    ((2, 3, 3, 2), 3),
+    ((2, 6, 5, 2), 3),   # a larger map: lax's own
+])
+def test_conv_local_has_lax_values_and_gradients(shape, window):
+  rng = np.random.default_rng(0)
+  x = _rand(rng, shape)
+  kernel = _rand(rng, shape[1:3] + (window * window * shape[-1], 3), 0.1)
+  fast = lambda x, w: fast_ops.conv_local(x, w, (window, window), 'SAME')
+  plain = lambda x, w: lax.conv_general_dilated_local(
+      x, w, (1, 1), 'SAME', (window, window),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  jaxpr = str(jax.make_jaxpr(fast)(x, kernel))
+  small = shape[1] * shape[2] <= window * window
+  assert ('conv_general_dilated' in jaxpr) == (not small)
+  _check_conv(jax.jit(fast), jax.jit(plain), x, kernel)
+
+
 @pytest.mark.parametrize('k,stride,padding,cin', [
     (3, 1, 1, 3), (1, 2, 0, 3), (1, 1, 1, 3),
     (5, 1, 2, 8), (5, 2, 2, 3), (5, 1, 0, 3)])  # space-to-depth's bounds

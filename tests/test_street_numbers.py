@@ -1,5 +1,6 @@
 """The street-number recognizer (Goodfellow et al. 2013): network shape,
 the sequence loss, decoding, sequence metrics and coverage."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +10,7 @@ from research import losses
 from research import metrics
 from research.models import fast_ops
 from research.models.street_numbers import ConvLayer
+from research.models.street_numbers import LocalConv
 from research.models.street_numbers import StreetNumbers
 
 
@@ -85,6 +87,21 @@ def test_the_blocked_first_layer_computes_what_the_plain_one_does(
   for got, want in zip(jax.tree.leaves(blocked), jax.tree.leaves(plain)):
     scale = float(jnp.max(jnp.abs(want))) or 1.0
     np.testing.assert_allclose(got, want, atol=1e-5 * scale, rtol=0)
+
+
+@pytest.mark.parametrize('use_bias', [True, False])
+def test_local_conv_is_flax_conv_local(use_bias):
+  """The locally connected layer keeps flax ConvLocal's parameters (names,
+  shapes, initial values: checkpoints stay readable) and outputs."""
+  x = jax.random.normal(jax.random.key(1), (3, 4, 4, 5))
+  flax_layer = nn.ConvLocal(6, (5, 5), padding='SAME', use_bias=use_bias)
+  ours = LocalConv(6, (5, 5), padding='SAME', use_bias=use_bias)
+  variables = flax_layer.init(jax.random.key(0), x)
+  jax.tree.map(np.testing.assert_array_equal, ours.init(jax.random.key(0), x),
+               variables)
+  variables = jax.tree.map(lambda a: a + 0.1, variables)  # a nonzero bias
+  np.testing.assert_allclose(ours.apply(variables, x),
+                             flax_layer.apply(variables, x), atol=1e-5)
 
 
 def test_a_shared_weight_ninth_layer_stays_selectable():

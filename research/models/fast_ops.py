@@ -16,6 +16,8 @@ speed (the measurements are in results/README.md, 2026-11-23 and 2026-11-30):
   and pool stay in those blocks, maxout and pool as one maximum
   (`blocked_maxout_pool`): rearranging the 54x54 maps forward and backward
   cost more than the convolution.
+- Convolutions on maps no larger than their kernel (the street-number
+  nets' 4x4 layers, the locally connected one included) are one matmul.
 - Max pooling: XLA CPU's select_and_scatter (the backward) was an order of
   magnitude slower than the forward. The backward here routes each output
   gradient to the first maximum of its window in row-major order (what
@@ -103,7 +105,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """lax.conv_general_dilated's signature (flax nn.Conv's
   `conv_general_dilated=` hook). On CPU, for an NHWC/HWIO convolution at
   stride 1 without groups or dilation: a 1x1 unpadded kernel is a matmul
-  (and so are its two gradients); an odd kernel of 5 or more, SAME-padded,
+  (and so are its two gradients); a map of no more positions than the kernel
+  is one matmul too (`dense_conv`); an odd kernel of 5 or more, SAME-padded,
   from fewer than 8 channels runs space-to-depth (`space_to_depth_conv`).
   Every other convolution is lax's."""
   simple = (
@@ -123,6 +126,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     if (kh, kw) == (1, 1) and all(p == 0 for ps in pads for p in ps):
       return lax.dot_general(lhs, rhs.reshape(rhs.shape[2:]),
                              (((3,), (0,)), ((), ())))
+    if covered_by_kernel(lhs.shape, (kh, kw)):
+      return dense_conv(lhs, rhs, pads)
     if (kh == kw >= 5 and kh % 2 == 1 and cin <= S2D_MAX_IN_CHANNELS
         and [tuple(p) for p in pads] == [(kh // 2, kh // 2)] * 2):
       return space_to_depth_conv(lhs, rhs)
@@ -184,6 +189,71 @@ def space_to_depth_conv(x, w):
                                (1, 1), pads, dimension_numbers=_NHWC)
   y = y.reshape(b, hp // 2, wp // 2, 2, 2, w.shape[3])
   return depth_to_space(y)[:, :h, :wd]
+
+
+# ----------------------------------------------------------------------------
+# Convolutions on maps no larger than their kernel
+# ----------------------------------------------------------------------------
+
+def covered_by_kernel(x_shape, kernel_shape) -> bool:
+  """Whether NHWC input this shape has no more positions than a kernel of
+  `kernel_shape` (height, width): then `dense_conv` does no more
+  multiplications than the convolution."""
+  return x_shape[1] * x_shape[2] <= kernel_shape[0] * kernel_shape[1]
+
+
+def _taps(size: int, out: int, pad: int, k: int) -> np.ndarray:
+  """(size, out): the kernel row through which input row i feeds output row
+  p (stride 1, `pad` rows of zeros before the input); k where none does."""
+  a = np.arange(size)[:, None] - np.arange(out)[None, :] + pad
+  return np.where((a >= 0) & (a < k), a, k)
+
+
+def dense_conv(x, kernel, pads, local: bool = False):
+  """A stride-1 convolution of NHWC `x` as one matmul: x flattened, times the
+  (H W C, H' W' O) matrix of what each input feeds each output. `kernel` is
+  HWIO, or with `local` a locally connected layer's (H', W', C kh kw, O),
+  input channel major, as `lax.conv_general_dilated_local` takes it (then
+  `pads` and the kernel size are those of its windows). For maps no larger
+  than the kernel (the street-number nets' last 4x4 layers), where XLA CPU's
+  convolutions ran an order of magnitude below their FLOP count."""
+  b, h, w, c = x.shape
+  if local:
+    oh, ow, _, o = kernel.shape
+    kh, kw = (h + sum(pads[0]) - oh + 1, w + sum(pads[1]) - ow + 1)
+    # (H', W', kh, kw, C, O): one (C, O) block per position and offset.
+    kernel = kernel.reshape(oh, ow, c, kh, kw, o).transpose(0, 1, 3, 4, 2, 5)
+  else:
+    kh, kw, _, o = kernel.shape
+    oh, ow = h + sum(pads[0]) - kh + 1, w + sum(pads[1]) - kw + 1
+  rows = _taps(h, oh, pads[0][0], kh)[:, None, :, None]  # (H, 1, H', 1)
+  cols = _taps(w, ow, pads[1][0], kw)[None, :, None, :]  # (1, W, 1, W')
+  # A zero block at kernel offset (kh, kw), read where an input feeds no
+  # output; the gather reads one (C, O) block per (input, output) pair.
+  zero_at_end = [(0, 1) if axis in (-4, -3) else (0, 0) for axis in
+                 range(-kernel.ndim, 0)]
+  kernel = jnp.pad(kernel, zero_at_end)
+  if local:
+    out_rows = np.arange(oh)[None, None, :, None]
+    out_cols = np.arange(ow)[None, None, None, :]
+    blocks = kernel[out_rows, out_cols, rows, cols]
+  else:
+    blocks = kernel[rows, cols]
+  matrix = blocks.transpose(0, 1, 4, 2, 3, 5)  # (H, W, C, H', W', O)
+  y = x.reshape(b, h * w * c) @ matrix.reshape(h * w * c, oh * ow * o)
+  return y.reshape(b, oh, ow, o)
+
+
+def conv_local(x, kernel, filter_shape, padding):
+  """lax.conv_general_dilated_local for NHWC `x` at stride 1 (flax
+  ConvLocal's kernel layout); on CPU, on maps no larger than the window,
+  `dense_conv`."""
+  pads = (lax.padtype_to_pads(x.shape[1:3], filter_shape, (1, 1), padding)
+          if isinstance(padding, str) else padding)
+  if _on_cpu() and covered_by_kernel(x.shape, filter_shape):
+    return dense_conv(x, kernel, [tuple(p) for p in pads], local=True)
+  return lax.conv_general_dilated_local(
+      x, kernel, (1, 1), pads, filter_shape, dimension_numbers=_NHWC)
 
 
 # ----------------------------------------------------------------------------

@@ -16,10 +16,11 @@ they are laid out as Fig. 5's legend says: nets of 3 to 7 hidden layers have
 one fully connected layer, those of 8 or more two; so the 3-layer net is two
 convolutions and one dense layer. Where the paper's 11-layer net has a
 locally connected layer (its 9th, on the 4x4 maps the eight pooled
-convolutions leave), so does this one (`locally_connected`, flax's
-ConvLocal: 5x5 windows, unpooled, weights unshared across positions, which
-lets it tell digit positions apart on maps where a stride-1 pool has merged
-neighbours); `locally_connected=False` makes it a shared-weight convolution.
+convolutions leave), so does this one (`locally_connected`, `LocalConv`
+with flax ConvLocal's parameters: 5x5 windows, unpooled, weights unshared
+across positions, which lets it tell digit positions apart on maps where a
+stride-1 pool has merged neighbours); `locally_connected=False` makes it a
+shared-weight convolution.
 The subtractive normalisation is left out. `width` scales every layer's
 units, so a CPU can run the same architecture smaller; `small_map_width`, if
 set, replaces it for the convolutions that read maps of 7x7 or less (the 6th
@@ -37,8 +38,11 @@ layer's as 'maxout').
 """
 from typing import ClassVar
 
+import math
+
 import flax.linen as nn
 import jax.numpy as jnp
+from jax import lax
 
 from research.models import fast_ops
 from research.models import layers
@@ -55,6 +59,34 @@ TWO_DENSE_FROM = 8
 def fig5_dense_layers(hidden_layers: int) -> int:
   """Fully connected hidden layers of the Fig. 5 net of this depth."""
   return 2 if hidden_layers >= TWO_DENSE_FROM else 1
+
+
+class LocalConv(nn.Module):
+  """flax's ConvLocal at stride 1, the same parameters (a kernel per output
+  position, (H', W', C kh kw, O), and a bias per output), computed by
+  `fast_ops.conv_local`: on CPU a matmul on maps no larger than the window."""
+  features: int
+  kernel_size: tuple[int, int]
+  padding: str = 'SAME'
+  use_bias: bool = True
+  dtype: layers.Dtype = None
+  kernel_init: layers.Initializer = nn.linear.default_kernel_init
+
+  @nn.compact
+  def __call__(self, x):
+    pads = lax.padtype_to_pads(x.shape[1:3], self.kernel_size, (1, 1),
+                               self.padding)
+    out = tuple(n + lo + hi - k + 1 for n, (lo, hi), k
+                in zip(x.shape[1:3], pads, self.kernel_size))
+    kernel = self.param(
+        'kernel', self.kernel_init,
+        out + (math.prod(self.kernel_size) * x.shape[3], self.features))
+    bias = (self.param('bias', nn.initializers.zeros, out + (self.features,))
+            if self.use_bias else None)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias,
+                                              dtype=self.dtype)
+    y = fast_ops.conv_local(x, kernel, self.kernel_size, self.padding)
+    return y if bias is None else y + bias
 
 
 class ConvLayer(nn.Module):
@@ -87,8 +119,8 @@ class ConvLayer(nn.Module):
     blocked = not self.local and fast_ops.blocked_layout_applies(
         x.shape, self.kernel, self.pool_stride)
     if self.local:
-      x = nn.ConvLocal(self.units * self.pieces, (self.kernel, self.kernel),
-                       name='local', **kwargs)(x)
+      x = LocalConv(self.units * self.pieces, (self.kernel, self.kernel),
+                    name='local', **kwargs)(x)
     else:
       x = nn.Conv(self.units * self.pieces, (self.kernel, self.kernel),
                   conv_general_dilated=fast_ops.conv_general_dilated,
