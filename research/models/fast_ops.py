@@ -387,35 +387,48 @@ def _candidates(x, axes):
     yield part
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def _max_over(x, axes):
+  """The maximum over `axes` (increasing, non-negative); on CPU through
+  `_first_max`, whose gradient goes to the first maximal element."""
+  return _first_max(x, tuple(axes), tuple(x.shape[a] for a in axes))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _first_max(x, axes, sizes):
+  del sizes
   return functools.reduce(jnp.maximum, _candidates(x, axes))
 
 
-def _max_over_fwd(x, axes):
-  y = _max_over(x, axes)
-  return y, (x, y)
-
-
-def _max_over_bwd(axes, res, g):
-  """The gradient goes to the first element over `axes` (row-major order)
-  that holds the maximum, as one elementwise loop over the input's shape."""
-  x, y = res
+def _first_max_fwd(x, axes, sizes):
+  """The maximum, and which element over `axes` (row-major) is the first to
+  hold it: computed here, in the loop that makes `x` (XLA fuses the first
+  layer's normalisation into it), so `x` itself is never written out."""
+  del sizes
   parts = list(_candidates(x, axes))
+  y = functools.reduce(jnp.maximum, parts)
   first = jnp.full(y.shape, len(parts) - 1, jnp.int32)
   for i in reversed(range(len(parts) - 1)):
     first = jnp.where(parts[i] == y, i, first)
+  return y, first
+
+
+def _first_max_bwd(axes, sizes, first, g):
+  """The gradient goes to the first element over `axes` (row-major order)
+  that holds the maximum, as one elementwise loop over the input's shape."""
+  shape = list(first.shape)
+  for axis, n in zip(axes, sizes):
+    shape.insert(axis, n)
   first = _computed_once(first)
   position = 0
   for axis in axes:
-    position = (position * x.shape[axis]
-                + lax.broadcasted_iota(jnp.int32, x.shape, axis))
+    position = position * shape[axis] + lax.broadcasted_iota(jnp.int32, shape,
+                                                             axis)
   dx = jnp.where(position == jnp.expand_dims(first, axes),
                  jnp.expand_dims(g, axes), 0)
-  return (dx.astype(x.dtype),)
+  return (dx.astype(g.dtype),)
 
 
-_max_over.defvjp(_max_over_fwd, _max_over_bwd)
+_first_max.defvjp(_first_max_fwd, _first_max_bwd)
 
 
 def maxout(x, pieces: int):
