@@ -4,6 +4,7 @@ Saves are atomic (Orbax commits by rename), so a run killed mid-save leaves a
 temporary directory that restore ignores and the previous checkpoint is used.
 """
 import errno
+import logging
 import shutil
 import sys
 
@@ -94,7 +95,27 @@ def _ignore_reads_left_in_flight():
   sys.excepthook, sys.unraisablehook = on_exception, on_unraisable
 
 
+class _DropReportsOn(logging.Filter):
+  """Drops log records whose message or exception names `path`."""
+
+  def __init__(self, path):
+    super().__init__()
+    self.path = str(path)
+
+  def filter(self, record):
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+      text += str(record.exc_info[1])
+    return self.path not in text
+
+
 def _unreadable(path, error) -> CheckpointError:
+  """The paragraph for an unreadable checkpoint. The reads of its other
+  arrays, still in flight, fail the same way; asyncio logs each ("Task
+  exception was never retrieved", with a traceback) when it is collected,
+  around the paragraph: those records are dropped, others still print."""
+  for handler in logging.getLogger().handlers:
+    handler.addFilter(_DropReportsOn(path))
   return CheckpointError(
       f'The checkpoint {path} cannot be read ({type(error).__name__}: '
       f'{str(error)[:300]}). It is corrupt, truncated or from another model. '

@@ -1,6 +1,8 @@
 """Bad input stops the run with one paragraph that names the fix, and keeps what
 was already written."""
 import gzip
+import io
+import logging
 import shutil
 
 import pytest
@@ -52,6 +54,27 @@ def test_corrupt_checkpoint_is_named_with_the_way_out(tmp_path):
                      match=r'checkpoints/300 cannot be read.*Delete that folder'):
     train.train_and_evaluate(config, tmp_path, allow_config_change=True)
   assert (tmp_path / 'results.json').exists()  # nothing written is lost
+
+
+def test_reads_left_in_flight_on_a_bad_checkpoint_print_nothing(tmp_path):
+  """Once a checkpoint is reported unreadable, asyncio's reports of its other
+  failed reads (a traceback each) are dropped; other errors still print."""
+  stream = io.StringIO()
+  handler = logging.StreamHandler(stream)
+  logging.getLogger().addHandler(handler)
+  try:
+    bad = tmp_path / 'checkpoints' / '300'
+    checkpoints._unreadable(bad, ValueError('damaged'))
+    late_read = ValueError(f'OUT_OF_RANGE: reading {bad}/state/d/1')
+    logging.getLogger('asyncio').error(
+        'Task exception was never retrieved',
+        exc_info=(ValueError, late_read, None))
+    logging.getLogger('asyncio').error('something else failed')
+  finally:
+    logging.getLogger().removeHandler(handler)
+  assert 'OUT_OF_RANGE' not in stream.getvalue()
+  assert 'never retrieved' not in stream.getvalue()
+  assert 'something else failed' in stream.getvalue()
 
 
 def test_dataset_file_with_a_wrong_checksum(tmp_path):
