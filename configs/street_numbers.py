@@ -35,8 +35,9 @@ Arguments (FILE:ARG):
       --sweep=depth --workdir=runs/depth --parallel=2 \
       --config.data.manual_dir=../shared/data/mnist
             gave, seed 0, test sequence accuracy 63.9% at 3 hidden layers,
-            83.1% at 5, 86.2% at 7 and 86.1% at 9 (11: not finished), 30-40
-            min a point on one core (results/depth_protocol/results.md).
+            83.1% at 5, 86.2% at 7, 86.1% at 9 and 79.2% at 11: not yet
+            Fig. 5's rise with depth; 15-30 min a point on one core
+            (results/depth_protocol/results.md).
   'cropped' the per-digit baseline: one 10-way softmax on TFDS svhn_cropped
             (32x32 single digits, random 28x28 crops).
   'test'    a few steps of a small, narrow model on mnist_multidigit/small,
