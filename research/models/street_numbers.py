@@ -36,9 +36,8 @@ Returns {'length': (B, 7), 'digits': (B, max_digits, 10)} logits, or with
 Every hidden layer's activations are sown in 'intermediates' (the first
 layer's as 'maxout').
 """
-from typing import ClassVar
-
 import math
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
