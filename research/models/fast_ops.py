@@ -128,7 +128,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                              (((3,), (0,)), ((), ())))
     if covered_by_kernel(lhs.shape, (kh, kw)):
       return dense_conv(lhs, rhs, pads)
-    if (kh == kw >= 5 and kh % 2 == 1 and cin <= S2D_MAX_IN_CHANNELS
+    if (_space_to_depth_suits(kh, kw, cin)
         and [tuple(p) for p in pads] == [(kh // 2, kh // 2)] * 2):
       return space_to_depth_conv(lhs, rhs)
   return lax.conv_general_dilated(
@@ -137,6 +137,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       feature_group_count=feature_group_count,
       batch_group_count=batch_group_count, precision=precision,
       preferred_element_type=preferred_element_type)
+
+
+def _space_to_depth_suits(kh: int, kw: int, cin: int) -> bool:
+  """Whether a SAME stride-1 kh x kw convolution from `cin` channels runs
+  space-to-depth on CPU (`conv_general_dilated`)."""
+  return kh == kw >= 5 and kh % 2 == 1 and cin <= S2D_MAX_IN_CHANNELS
 
 
 def space_to_depth(x):
@@ -454,8 +460,7 @@ def blocked_layout_applies(x_shape, kernel: int, pool_stride: int) -> bool:
   reads as such without a copy), and where each pool window is one block."""
   _, h, w, cin = x_shape
   return (_on_cpu() and pool_stride == 2 and h % 2 == 0 and w % 2 == 0
-          and kernel >= 5 and kernel % 2 == 1
-          and cin <= S2D_MAX_IN_CHANNELS)
+          and _space_to_depth_suits(kernel, kernel, cin))
 
 
 def blocked_maxout_pool(x, pieces: int):
