@@ -56,20 +56,30 @@ def test_the_locally_connected_layer_tells_positions_apart():
     assert bool(jnp.allclose(y[0, 0, 0], y[0, 3, 3])) == same, local
 
 
-@pytest.mark.parametrize('norm,pieces', [('none', 3), ('batch', 3),
-                                         ('layer', 3), ('group', 3),
-                                         ('batch', 1)])
+@pytest.mark.parametrize('norm,pieces,tied', [
+    ('none', 3, False), ('batch', 3, False), ('batch', 3, True),
+    ('layer', 3, False), ('group', 3, False), ('batch', 1, False)])
 def test_the_blocked_first_layer_computes_what_the_plain_one_does(
-    norm, pieces, monkeypatch):
+    norm, pieces, tied, monkeypatch):
   """On CPU the first layer (3 channels in, a stride-2 pool) keeps its maps
   in 2x2 blocks: the same outputs, sown activations, batch statistics and
   gradients as the layer computed map by map. Integer inputs and weights
-  under norm 'none' make maxout and the pool break ties."""
+  under norm 'none' make maxout and the pool break ties; so do, under
+  BatchNorm (where training runs the normalisation, maxout and pool as one
+  op with a gradient of its own), filters equal within each unit (`tied`)."""
   x = jax.random.randint(jax.random.key(1), (4, 10, 12, 3), -2, 3)
   layer = ConvLayer(4, pieces=pieces, norm=norm, pool_stride=2)
   variables = layer.init(jax.random.key(0), x.astype(jnp.float32))
   if norm == 'none':
     variables = jax.tree.map(lambda a: jnp.round(a * 2), variables)
+  if tied:
+    kernel = variables['params']['conv']['kernel'].reshape(5, 5, 3, 4, 3)
+    variables['params']['conv']['kernel'] = jnp.repeat(
+        kernel[..., :1], 3, -1).reshape(5, 5, 3, 12)
+  fused = fast_ops.blocked_batchnorm_maxout_pool
+  calls = []
+  monkeypatch.setattr(fast_ops, 'blocked_batchnorm_maxout_pool',
+                      lambda *a: calls.append(1) or fused(*a))
 
   def run(variables, x):
     def loss(variables, x):
@@ -81,6 +91,7 @@ def test_the_blocked_first_layer_computes_what_the_plain_one_does(
 
   assert fast_ops.blocked_layout_applies(x.shape, 5, 2)
   blocked = run(variables, x.astype(jnp.float32))
+  assert bool(calls) == (norm == 'batch' and pieces > 1)
   monkeypatch.setattr(fast_ops, 'blocked_layout_applies', lambda *a: False)
   plain = run(variables, x.astype(jnp.float32))
   assert jax.tree.structure(blocked) == jax.tree.structure(plain)

@@ -15,7 +15,9 @@ speed (the measurements are in results/README.md, 2026-11-23 and 2026-11-30):
   max pool follows (their first layer), the layer's normalisation, maxout
   and pool stay in those blocks, maxout and pool as one maximum
   (`blocked_maxout_pool`): rearranging the 54x54 maps forward and backward
-  cost more than the convolution.
+  cost more than the convolution. Under BatchNorm in training the
+  normalisation joins them (`blocked_batchnorm_maxout_pool`), whose
+  gradient is one pass over the layer's output where autodiff's took three.
 - Convolutions on maps no larger than their kernel (the street-number
   nets' 4x4 layers, the locally connected one included) are one matmul.
 - Max pooling: XLA CPU's select_and_scatter (the backward) was an order of
@@ -419,19 +421,22 @@ def _first_max_fwd(x, axes, sizes):
 
 
 def _first_max_bwd(axes, sizes, first, g):
-  """The gradient goes to the first element over `axes` (row-major order)
-  that holds the maximum, as one elementwise loop over the input's shape."""
+  return (_to_first(axes, sizes, _computed_once(first), g),)
+
+
+def _to_first(axes, sizes, first, g):
+  """g routed to the first element over `axes` (row-major order) that holds
+  the maximum, as one elementwise loop over the input's shape."""
   shape = list(first.shape)
   for axis, n in zip(axes, sizes):
     shape.insert(axis, n)
-  first = _computed_once(first)
   position = 0
   for axis in axes:
     position = position * shape[axis] + lax.broadcasted_iota(jnp.int32, shape,
                                                              axis)
   dx = jnp.where(position == jnp.expand_dims(first, axes),
                  jnp.expand_dims(g, axes), 0)
-  return (dx.astype(g.dtype),)
+  return dx.astype(g.dtype)
 
 
 _first_max.defvjp(_first_max_fwd, _first_max_bwd)
@@ -474,6 +479,75 @@ def blocked_maxout_pool(x, pieces: int):
   if not _on_cpu():
     return x.max((3, 5))
   return _max_over(x, (3, 5))
+
+
+def blocked_batchnorm_maxout_pool(x, scale, bias, epsilon: float,
+                                  pieces: int):
+  """`blocked_maxout_pool` of x batch-normalised with its own statistics, as
+  flax's nn.BatchNorm does in training (mean and E[x^2] - mean^2 over all
+  axes but the channels, `epsilon`, then `scale` and `bias`), for x in 2x2
+  blocks. Its gradient is one pass over x: of the normalisation's channel
+  sums, each term not zero comes from one pool output, so they are summed
+  over the outputs, 4 x `pieces` times fewer terms than x has. Autodiff
+  computed the maxout and pool's gradient three times over x instead, for
+  those sums (YNNPACK reductions of written-out inputs) and for the result."""
+  return _batchnorm_maxout_pool(x, scale, bias, epsilon, pieces)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _batchnorm_maxout_pool(x, scale, bias, epsilon, pieces):
+  return _batchnorm_maxout_pool_fwd(x, scale, bias, epsilon, pieces)[0]
+
+
+def _batchnorm_maxout_pool_fwd(x, scale, bias, epsilon, pieces):
+  dtype, x = x.dtype, x.astype(jnp.float32)  # flax's float32 statistics
+  axes = tuple(range(x.ndim - 1))
+  mean = x.mean(axes)
+  variance = jnp.maximum(0., (x * x).mean(axes) - mean * mean)
+  rstd = lax.rsqrt(variance + epsilon)
+  b, h, w, _, _, c = x.shape
+  z = ((x - mean) * (rstd * scale) + bias).reshape(b, h, w, 4, c // pieces,
+                                                    pieces)
+  out, first = _first_max_fwd(z, (3, 5), (4, pieces))
+  return out.astype(dtype), (x, mean, rstd, scale, first)
+
+
+def _batchnorm_maxout_pool_bwd(epsilon, pieces, res, g):
+  del epsilon
+  x, mean, rstd, scale, first = res
+  dtype, g = g.dtype, g.astype(jnp.float32)  # the output's dtype is x's
+  first = _computed_once(first)
+  b, h, w, _, _, c = x.shape
+  per_channel = x.size // c
+  units = c // pieces
+  # Each output's source element (first maximum, row-major over phase and
+  # piece) and its channel: the output's unit, piece first % pieces.
+  blocks = x.reshape(b, h, w, 4, units, pieces)
+  source = functools.reduce(
+      jnp.add, (jnp.where(first == i, part, 0)
+                for i, part in enumerate(_candidates(blocks, (3, 5)))))
+  piece = first % pieces
+
+  def at_source(v):  # a per-channel vector's entry for each output's source
+    v = v.reshape(units, pieces)
+    return functools.reduce(jnp.add, (jnp.where(piece == k, v[:, k], 0)
+                                      for k in range(pieces)))
+
+  normalised = (source - at_source(mean)) * at_source(rstd)
+  one_hot = piece[..., None] == jnp.arange(pieces)
+  # Per channel: sum of dL/dz (the bias's gradient), of dL/dz * x-hat (the
+  # scale's).
+  dbias = jnp.where(one_hot, g[..., None], 0).sum((0, 1, 2)).reshape(c)
+  dscale = jnp.where(one_hot, (g * normalised)[..., None], 0).sum(
+      (0, 1, 2)).reshape(c)
+  dz = _to_first((3, 5), (4, pieces), first, g).reshape(x.shape)
+  dx = (rstd * scale / per_channel) * (
+      per_channel * dz - dbias - (x - mean) * rstd * dscale)
+  return dx.astype(dtype), dscale, dbias
+
+
+_batchnorm_maxout_pool.defvjp(_batchnorm_maxout_pool_fwd,
+                              _batchnorm_maxout_pool_bwd)
 
 
 # ----------------------------------------------------------------------------

@@ -66,6 +66,7 @@ NORMS = ('none', 'batch', 'layer', 'group')
 # weights (flax's 0.99 lags about 100 steps); research/precise_bn.py can
 # replace them before each evaluation.
 BATCHNORM_MOMENTUM = 0.9
+BATCHNORM_EPSILON = 1e-5  # flax's default, named for fast_ops' fused layer
 
 
 class Norm(nn.Module):
@@ -90,6 +91,7 @@ class Norm(nn.Module):
     if self.kind == 'batch':
       return nn.BatchNorm(use_running_average=not train,
                           momentum=BATCHNORM_MOMENTUM,
+                          epsilon=BATCHNORM_EPSILON,
                           dtype=self.dtype, name='batch')(x)
     if self.kind == 'layer':
       return nn.LayerNorm(dtype=self.dtype, name='layer')(x)

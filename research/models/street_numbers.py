@@ -127,16 +127,26 @@ class ConvLayer(nn.Module):
     if blocked:
       x = fast_ops.space_to_depth(x)
     natural = fast_ops.depth_to_space if blocked else lambda a: a  # to sow
-    x = layers.Norm(self.norm, dtype=self.dtype, name='norm')(x, train=train)
+    norm = layers.Norm(self.norm, dtype=self.dtype, name='norm')
+    y = norm(x, train=train)
     if self.pieces == 1:
-      x = layers.relu(self, x, sown=natural)
+      y = layers.relu(self, y, sown=natural)
     else:
-      maxout = fast_ops.maxout(x, self.pieces)
+      maxout = fast_ops.maxout(y, self.pieces)
       self.sow('intermediates', 'maxout', natural(maxout))
       if not blocked:
-        x = maxout
+        y = maxout
+    if blocked and train and self.norm == 'batch' and self.pieces > 1:
+      # The batch norm's variables and running averages are nn.BatchNorm's
+      # (y itself is unused in training, and XLA drops it): its
+      # normalisation, maxout and pool as one op with a one-pass gradient.
+      batch = norm.variables['params']['batch']
+      return fast_ops.blocked_batchnorm_maxout_pool(
+          x, batch['scale'], batch['bias'], layers.BATCHNORM_EPSILON,
+          self.pieces)
     if blocked:  # maxout and the pool as one maximum
-      return fast_ops.blocked_maxout_pool(x, self.pieces)
+      return fast_ops.blocked_maxout_pool(y, self.pieces)
+    x = y
     if self.pool_stride:
       x = fast_ops.max_pool(x, (2, 2), strides=(self.pool_stride,) * 2,
                             padding='SAME')
