@@ -17,6 +17,8 @@ scheduler that did not help: results/README.md (2026-11-23).
 """
 import os
 
+from research import host_memory
+
 CPU_FLAGS = {
     'xla_cpu_experimental_ynn_fusion_type':
         '-LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION',
@@ -40,4 +42,7 @@ def with_host_devices(xla_flags: str, count: int) -> str:
 
 
 def apply(environ=os.environ) -> None:
+  """CPU_FLAGS into XLA_FLAGS, and malloc set to keep XLA's freed buffers
+  (`host_memory.keep_freed_memory`)."""
   environ['XLA_FLAGS'] = with_cpu_flags(environ.get('XLA_FLAGS', ''))
+  host_memory.keep_freed_memory(environ)
