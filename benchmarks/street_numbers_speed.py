@@ -15,9 +15,11 @@ convolutions, BatchNorm, maxout in the first layer, ReLU, SAME 2x2 max pools
 with strides alternating 2 and 1, the locally connected 9th layer of the
 11-layer net (unfold and a per-position matmul), dense layers and the seven
 heads as one matrix; its input is already float. The process pins itself to
-`--core` before JAX or PyTorch start threads; PyTorch gets one thread. Prints
-each round's images/s for both and, per depth, the median ratio (this
-codebase / PyTorch); the last line is JSON.
+`--core` before JAX or PyTorch start threads; PyTorch gets one thread. The
+malloc setting of the entry points (research/host_memory.py) holds for the
+whole process, PyTorch's side too. Prints each round's images/s for both
+and, per depth, the median ratio (this codebase / PyTorch); the last line is
+JSON.
 """
 from research import xla_flags
 
