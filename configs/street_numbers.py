@@ -23,7 +23,9 @@ Arguments (FILE:ARG):
             --config.data.manual_dir=../shared/data/mnist), 6 epochs of Adam
             1e-3 with warm-up and cosine decay, batch 32.
             --config.data.name=mnist_multidigit/paper trains on 235,755
-            numbers, as many as SVHN's train + extra, instead of 60,000.
+            numbers, as many as SVHN's train + extra, instead of 60,000:
+            with 'batchnorm', 92.5% at 7 hidden layers and 91.8% at 11
+            (seed 0, 75-85 min a point on one core).
   'batchnorm' BatchNorm before every maxout/ReLU (model.norm='batch'), Adam
             5e-3 after half an epoch of warm-up, the statistics recomputed
             over 3,200 training images before each evaluation
