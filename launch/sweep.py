@@ -27,7 +27,10 @@ back to WORKDIR/<point>).
 
 At the end, and with `--report_only` without running anything, every point's
 results go to WORKDIR/results.csv, WORKDIR/results.md and a plot (see
-launch/sweep_report.py).
+launch/sweep_report.py). `--earlier=FOLDER` keeps the points an earlier
+report of the same sweep lists as finished (its results.csv: the workdir of
+another machine, or a copy committed under results/): they are not rerun,
+and the table takes their rows from that file, naming it.
 """
 import ctypes
 import itertools
@@ -78,6 +81,9 @@ _METRIC = flags.DEFINE_string('metric', None, 'Metric to plot and rank; '
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print each point\'s command.')
 _COMPARE = flags.DEFINE_list('compare', [], 'Folders of other sweeps over the '
                              'same field, drawn on this one\'s plot.')
+_EARLIER = flags.DEFINE_list('earlier', [], 'Folders with the results.csv of '
+                             'an earlier report of this sweep: its finished '
+                             'points are not rerun and are tabulated from it.')
 _VMAP_SEEDS = flags.DEFINE_bool(
     'vmap_seeds', False, 'Train the seeds of each point together, one '
     'compiled program (config.seeds, research/replicas.py); each seed\'s '
@@ -173,6 +179,7 @@ class Options(NamedTuple):
   report_only: bool = False
   metric: str | None = None
   compare: tuple = ()
+  earlier: tuple = ()
 
 
 class Job(NamedTuple):
@@ -307,7 +314,8 @@ def main(argv):
       vmap_seeds=_VMAP_SEEDS.value, gcs_workdir=_GCS_WORKDIR.value,
       tpu_flags=_TPU_FLAGS.value, slurm_flags=_SLURM_FLAGS.value,
       dry_run=_DRY_RUN.value, report_only=_REPORT_ONLY.value,
-      metric=_METRIC.value, compare=tuple(_COMPARE.value))
+      metric=_METRIC.value, compare=tuple(_COMPARE.value),
+      earlier=tuple(_EARLIER.value))
   workdir = pathlib.Path(_WORKDIR.value).resolve()
   try:
     module, arg = configlib.config_module(opts.config)
@@ -340,9 +348,10 @@ def point_dir(opts: Options, workdir: pathlib.Path,
   return workdir / point_name(point)
 
 
-def jobs_of(opts: Options, workdir, points: list,
-            extra: list) -> tuple[list, list]:
-  """(the jobs still to run, names of the points finished earlier)."""
+def jobs_of(opts: Options, workdir, points: list, extra: list,
+            earlier: dict) -> tuple[list, list]:
+  """(the jobs still to run, names of the points finished earlier, here or
+  in `earlier`: sweep_report.earlier_rows)."""
   groups = {}
   for point in points:
     key = point_name(_without_seed(point)) if opts.vmap_seeds else (
@@ -351,7 +360,7 @@ def jobs_of(opts: Options, workdir, points: list,
   jobs, done = [], []
   for name, group in groups.items():
     if all((point_dir(opts, workdir, p) / 'results.json').exists()
-           for p in group):
+           or point_name(p) in earlier for p in group):
       done.extend(point_name(p) for p in group)
       continue
     if opts.vmap_seeds:
@@ -373,7 +382,8 @@ def run_sweep(opts: Options, workdir, module, sweep, points, extra,
     raise SweepError('--vmap_seeds trains the seeds of each point together: '
                      'it needs a sweep over seed (seed=0,1,...) and the local '
                      'launcher.')
-  jobs, done = jobs_of(opts, workdir, points, extra)
+  earlier = sweep_report.earlier_rows(opts.earlier)
+  jobs, done = jobs_of(opts, workdir, points, extra, earlier)
   print(f'sweep {sweep!r}: {len(points)} points, {len(done)} finished '
         f'earlier{" (skipped)" if done else ""}, {len(jobs)} to run'
         + (' (seeds vmapped)' if opts.vmap_seeds else ''), flush=True)
@@ -396,7 +406,7 @@ def run_sweep(opts: Options, workdir, module, sweep, points, extra,
   command = shlex.join(['python', '-m', 'launch.sweep', *argv])
   report = sweep_report.write(workdir, sweep, points, point_name, module,
                               opts.metric, command, opts.compare, codes,
-                              lambda p: point_dir(opts, workdir, p))
+                              lambda p: point_dir(opts, workdir, p), earlier)
   print(report)
   failed = [job for job in jobs
             if any(codes.get(point_name(p)) for p in job.points)]

@@ -12,7 +12,9 @@ WORKDIR/<sweep>_vs_accuracy.png, draws the metric against the first swept
 field other than the seed, one line per dataset (mean over seeds, the seeds'
 spread as error bars), the lines of other sweeps' results.csv given to compare
 with, and the config file's published curve (its SWEEP_REFERENCES, e.g.
-Goodfellow et al.'s Fig. 5).
+Goodfellow et al.'s Fig. 5). Points finished in an earlier report's
+workdir (another machine's, or one since cleaned) come from that report's
+results.csv: `earlier_rows`.
 """
 import csv
 import json
@@ -22,13 +24,34 @@ import pathlib
 import numpy as np
 
 from research import configlib
+from research import errors
+
+
+def earlier_rows(folders) -> dict:
+  """{point name: row} of the finished points in the results.csv of each
+  folder (an earlier report of the same sweep), each row's 'from' naming
+  its file; a later folder's row replaces an earlier one's."""
+  rows = {}
+  for folder in map(pathlib.Path, folders):
+    path = folder / 'results.csv'
+    if not path.is_file():
+      raise errors.UserError(
+          f'{folder} has no results.csv: give the folder of an earlier '
+          "report of this sweep (the WORKDIR it ran in, or a copy such as "
+          'results/<sweep>/), whose finished points are to be kept.')
+    for row in read_csv(path):
+      if row.get('status') == 'done':
+        rows[row['point']] = {**row, 'from': str(path)}
+  return rows
 
 
 def collect(workdir: pathlib.Path, points: list, point_name,
-            codes: dict | None = None, point_dir=None) -> list[dict]:
+            codes: dict | None = None, point_dir=None,
+            earlier: dict | None = None) -> list[dict]:
   """A row per point; `codes`: this sweep's exit code of each point it ran;
-  `point_dir(point)`: its run's folder (default WORKDIR/<point name>)."""
-  codes = codes or {}
+  `point_dir(point)`: its run's folder (default WORKDIR/<point name>);
+  `earlier`: `earlier_rows`, for points with no results.json here."""
+  codes, earlier = codes or {}, earlier or {}
   point_dir = point_dir or (lambda p: workdir / point_name(p))
   rows = []
   for point in points:
@@ -46,6 +69,8 @@ def collect(workdir: pathlib.Path, points: list, point_name,
       row.update(numbers(results))
       row.update({f'best/{k}': v
                   for k, v in numbers(results.get('best') or {}).items()})
+    elif name in earlier:
+      row = {**earlier[name], **row}
     elif codes.get(name):
       row['status'] = f'failed (exit {codes[name]})'
     else:
@@ -124,6 +149,7 @@ def markdown(rows, swept, sweep, field, metric, summary, command=None,
                       'train_seconds') if any(k in r for r in rows)]
   main = list(dict.fromkeys(main))
   head = ['point', 'status', 'dataset', *swept, *main]
+  head += ['from'] if any('from' in r for r in rows) else []
   out = [f'# Sweep {sweep!r}: {metric} against {field}', '']
   if command:
     out += ['```', command, '```', '']
@@ -223,7 +249,7 @@ def read_csv(path: pathlib.Path) -> list[dict]:
 def write(workdir: pathlib.Path, sweep: str, points: list, point_name,
           module=None, metric: str | None = None, command: str | None = None,
           compare: tuple = (), codes: dict | None = None,
-          point_dir=None) -> str:
+          point_dir=None, earlier: dict | None = None) -> str:
   """Writes results.csv, results.md and the plot; returns the markdown.
 
   `compare`: folders of other sweeps over the same field whose results.csv
@@ -231,7 +257,7 @@ def write(workdir: pathlib.Path, sweep: str, points: list, point_name,
   """
   workdir.mkdir(parents=True, exist_ok=True)
   point_dir = point_dir or (lambda p: workdir / point_name(p))
-  rows = collect(workdir, points, point_name, codes, point_dir)
+  rows = collect(workdir, points, point_name, codes, point_dir, earlier)
   metric = metric or default_metric(rows)
   columns = list(dict.fromkeys(k for r in rows for k in r))
   with open(workdir / 'results.csv', 'w', newline='') as f:

@@ -67,3 +67,46 @@ def test_without_a_validation_split_the_last_step_is_scored(results, metric):
                                 if k != 'best'},
            **{f'best/{k}': v for k, v in results.get('best', {}).items()}}]
   assert sweep_report.default_metric(rows) == metric
+
+
+def test_points_finished_in_an_earlier_report_are_kept_not_rerun(
+    tmp_path, capsys):
+  from launch import sweep
+  from research import configlib
+  from research import errors
+  from tests.helpers import REPO
+  module, arg = configlib.config_module(REPO / 'configs/street_numbers.py:test')
+  name, grid = sweep.parse_grid('model.hidden_layers=3,7,11;seed=0', module,
+                                arg)
+  points = sweep.expand(grid)
+  here, elsewhere = tmp_path / 'here', tmp_path / 'elsewhere'
+  # The 11-layer point finished on another machine, whose report was kept.
+  for workdir, point, accuracy in [(here, points[0], 0.6),
+                                   (here, points[1], 0.85),
+                                   (elsewhere, points[2], 0.9)]:
+    run = workdir / sweep.point_name(point)
+    run.mkdir(parents=True)
+    (run / 'results.json').write_text(json.dumps(
+        {'test/sequence_accuracy': accuracy,
+         'best': {'test/sequence_accuracy': accuracy}}))
+  sweep_report.write(elsewhere, name, points, sweep.point_name)
+
+  def report(*earlier, **opts):
+    options = sweep.Options(config='c', earlier=earlier, **opts)
+    sweep.run_sweep(options, here, module, name, points, [], [])
+    return capsys.readouterr().out
+
+  assert 'across 2 values' in report(report_only=True)
+  assert '11,seed=0' in report(dry_run=True)  # would run it here
+  text = report(elsewhere, report_only=True)
+  assert '3 points, 3 finished earlier (skipped), 0 to run' in text
+  assert 'across 3 values: 1.000' in text
+  assert '| 11 | 0.9000 | 0.0000 | 1 |' in text
+  assert f'| {elsewhere / "results.csv"} |' in text  # the table names it
+  row, = [r for r in sweep_report.read_csv(here / 'results.csv')
+          if r['model.hidden_layers'] == 11]
+  assert row['status'] == 'done' and row['best/test/sequence_accuracy'] == 0.9
+  assert row['from'] == str(elsewhere / 'results.csv')
+  assert '11,seed=0' not in report(elsewhere, dry_run=True)
+  with pytest.raises(errors.UserError, match='has no results.csv'):
+    report(tmp_path / 'nowhere', report_only=True)
