@@ -383,6 +383,8 @@ def run_sweep(opts: Options, workdir, module, sweep, points, extra,
                      'it needs a sweep over seed (seed=0,1,...) and the local '
                      'launcher.')
   earlier = sweep_report.earlier_rows(opts.earlier)
+  for folder in opts.compare:  # before the points run, not after
+    sweep_report.results_csv(folder)
   jobs, done = jobs_of(opts, workdir, points, extra, earlier)
   print(f'sweep {sweep!r}: {len(points)} points, {len(done)} finished '
         f'earlier{" (skipped)" if done else ""}, {len(jobs)} to run'

@@ -27,18 +27,23 @@ from research import configlib
 from research import errors
 
 
+def results_csv(folder) -> pathlib.Path:
+  """FOLDER/results.csv of a report given to --earlier or --compare."""
+  path = pathlib.Path(folder) / 'results.csv'
+  if not path.is_file():
+    raise errors.UserError(
+        f'{folder} has no results.csv: give the folder of a report of a '
+        'sweep over the same field (the WORKDIR it ran in, or a copy such '
+        'as results/<sweep>/).')
+  return path
+
+
 def earlier_rows(folders) -> dict:
   """{point name: row} of the finished points in the results.csv of each
   folder (an earlier report of the same sweep), each row's 'from' naming
   its file; a later folder's row replaces an earlier one's."""
   rows = {}
-  for folder in map(pathlib.Path, folders):
-    path = folder / 'results.csv'
-    if not path.is_file():
-      raise errors.UserError(
-          f'{folder} has no results.csv: give the folder of an earlier '
-          "report of this sweep (the WORKDIR it ran in, or a copy such as "
-          'results/<sweep>/), whose finished points are to be kept.')
+  for path in map(results_csv, folders):
     for row in read_csv(path):
       if row.get('status') == 'done':
         rows[row['point']] = {**row, 'from': str(path)}
@@ -273,7 +278,7 @@ def write(workdir: pathlib.Path, sweep: str, points: list, point_name,
   lines = {f'{workdir.name}: {label}': points
            for label, points in summary.items()}
   for other in map(pathlib.Path, compare):
-    other_rows = read_csv(other / 'results.csv')
+    other_rows = read_csv(results_csv(other))
     lines.update({f'{other.name}: {label}': points for label, points in
                   summarise(other_rows, swept, field, metric).items()})
   reference = getattr(module, 'SWEEP_REFERENCES', {}).get(sweep)

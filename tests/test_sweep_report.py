@@ -110,3 +110,5 @@ def test_points_finished_in_an_earlier_report_are_kept_not_rerun(
   assert '11,seed=0' not in report(elsewhere, dry_run=True)
   with pytest.raises(errors.UserError, match='has no results.csv'):
     report(tmp_path / 'nowhere', report_only=True)
+  with pytest.raises(errors.UserError, match='has no results.csv'):
+    report(compare=(tmp_path / 'nowhere',), dry_run=True)  # before running
