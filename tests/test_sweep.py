@@ -141,7 +141,10 @@ def test_sigterm_to_a_sweep_checkpoints_its_points_and_the_rerun_resumes(
   deadline = time.monotonic() + 300
   while not all(any(p.name.isdigit() for p in (d / 'checkpoints').glob('*'))
                 for d in first):
-    assert proc.poll() is None and time.monotonic() < deadline
+    if proc.poll() is not None:  # e.g. --parallel=2 refused on one core
+      pytest.fail(f'The sweep exited {proc.returncode} before both points had '
+                  f'a checkpoint:\n{proc.communicate()[0][-3000:]}')
+    assert time.monotonic() < deadline
     time.sleep(0.05)
   # The scenario needs both points mid-run: on a machine so loaded that one
   # ran all its epochs before the other started, say so.
